@@ -1,0 +1,232 @@
+"""The one configuration schema: frozen dataclasses, defaults stated once, here.
+
+A config file in configs/ defines `get_config() -> Config`. Command lines override fields with
+`--config.a.b=value` (`apply_overrides`); an unknown key or a value of the wrong type is an
+error naming the key and listing the valid ones. Configs are frozen and hashable, so parts of
+them are closed over as static values in jitted functions.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib.util
+import json
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from acl_jax.leads import DEFAULT_REGIONS
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    dir: str = "data/prepared/sample"  # output of `python -m acl_jax.prepare`
+    train_split: str = "train"
+    window: int = 250  # crop length in samples at the prepared rate
+    batch_size: int = 256  # global, over all devices and processes
+    max_beats: int = 16  # R-peaks per window kept for cycle masking, padded with -1
+    num_workers: int = 0  # Grain worker processes (0 is fastest on 2 cores)
+    prefetch: int = 4  # batches prefetched by the Grain iterator
+    eval_stride: int = 0  # sliding-window stride for evaluation; 0 means `window`
+
+
+@dataclass(frozen=True, kw_only=True)
+class AugmentConfig:
+    # Applied in this order to each view; names from acl_jax.augment.
+    ops: tuple[str, ...] = ("scale_crop", "cycle_mask", "time_shift", "gaussian_noise")
+    scale_crop_min: float = 0.5  # fraction of the window kept before resizing back
+    cycle_mask_prob: float = 0.5  # probability that each cardiac cycle is masked
+    cycle_mask_max: int = 2  # at most this many cycles masked per view
+    time_shift_max: float = 0.25  # max circular shift, fraction of the window
+    noise_std: float = 0.05  # mV
+    amplitude_min: float = 0.5
+    amplitude_max: float = 2.0
+    wander_amp: float = 0.3  # mV
+    wander_freq_max: float = 0.5  # Hz
+    powerline_amp: float = 0.1  # mV
+    powerline_freq: float = 50.0  # Hz
+    lead_dropout_prob: float = 0.2
+    timeout_max: float = 0.2  # fraction of the window zeroed
+    vcg_max_angle: float = 45.0  # degrees, 3KG rotation
+    vcg_scale_min: float = 0.5
+    vcg_scale_max: float = 1.5
+
+
+@dataclass(frozen=True, kw_only=True)
+class ModelConfig:
+    arch: str = "resnet1d"
+    lead_wise: bool = True  # one shared single-lead encoder + lead embeddings
+    widths: tuple[int, ...] = (32, 64, 128, 128)
+    blocks: tuple[int, ...] = (1, 1, 1, 1)
+    kernel: int = 7
+    proj_hidden: int = 512
+    proj_dim: int = 128
+    regions: str = DEFAULT_REGIONS
+    dtype: str = "float32"  # compute dtype; parameters stay float32
+
+
+@dataclass(frozen=True, kw_only=True)
+class LossConfig:
+    temperature: float = 0.1
+    w_global: float = 1.0
+    w_intra: float = 1.0
+    w_inter: float = 0.5
+
+
+@dataclass(frozen=True, kw_only=True)
+class OptimConfig:
+    name: str = "adamw"  # adamw | lars
+    lr: float = 1e-3  # peak, for batch_size 256 (scaled linearly with batch size)
+    weight_decay: float = 1e-4
+    warmup_steps: int = 100
+    clip_norm: float = 1.0
+    momentum: float = 0.9  # lars only
+
+
+@dataclass(frozen=True, kw_only=True)
+class TrainConfig:
+    steps: int = 1000
+    log_every: int = 10
+    ckpt_every: int = 200
+    keep: int = 3
+    async_checkpoint: bool = True
+
+
+@dataclass(frozen=True, kw_only=True)
+class Config:
+    seed: int = 0
+    objective: str = "acl_ecg"
+    data: DataConfig = field(default_factory=DataConfig)
+    augment: AugmentConfig = field(default_factory=AugmentConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def load_config(path: str | Path) -> Config:
+    """Imports `path` and returns its `get_config()`."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist (configs/ lists the shipped ones)")
+    spec = importlib.util.spec_from_file_location(f"acl_jax_config_{path.stem}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ConfigError(f"config file {path} must define get_config() -> Config")
+    cfg = module.get_config()
+    if not isinstance(cfg, Config):
+        raise ConfigError(f"{path}: get_config() returned {type(cfg).__name__}, not Config")
+    return cfg
+
+
+def _coerce(text: str, typ: Any, key: str) -> Any:
+    origin = typing.get_origin(typ)
+    try:
+        if typ is bool:
+            low = text.strip().lower()
+            if low in ("1", "true", "yes", "on"):
+                return True
+            if low in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(text)
+        if typ in (int, float, str):
+            return typ(text)
+        if origin is tuple:
+            (elem, _) = typing.get_args(typ)
+            parts = [p for p in text.strip("()[] ").split(",") if p.strip()]
+            return tuple(_coerce(p.strip(), elem, key) for p in parts)
+    except ValueError:
+        raise ConfigError(f"--config.{key}={text!r}: expected {getattr(typ, '__name__', typ)}") \
+            from None
+    raise ConfigError(f"--config.{key}: unsupported field type {typ}")
+
+
+def _field_types(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def apply_overrides(cfg: Config, overrides: dict[str, str]) -> Config:
+    """Returns `cfg` with dotted keys ("train.steps") set from strings, type-checked."""
+    for key, text in overrides.items():
+        cfg = _set(cfg, key.split("."), text, key)
+    return cfg
+
+
+def _set(obj, path: list[str], text: str, key: str):
+    types_ = _field_types(type(obj))
+    name = path[0]
+    if name not in types_:
+        valid = ", ".join(sorted(types_))
+        raise ConfigError(f"unknown config key {key!r}: {name!r} is not one of [{valid}]")
+    typ = types_[name]
+    current = getattr(obj, name)
+    if len(path) > 1:
+        if not dataclasses.is_dataclass(current):
+            raise ConfigError(f"unknown config key {key!r}: {name!r} has no sub-keys")
+        return dataclasses.replace(obj, **{name: _set(current, path[1:], text, key)})
+    if dataclasses.is_dataclass(current):
+        raise ConfigError(f"--config.{key} is a group; set one of its keys, e.g. {key}.<field>")
+    return dataclasses.replace(obj, **{name: _coerce(text, typ, key)})
+
+
+def split_config_args(argv: list[str]) -> tuple[list[str], dict[str, str]]:
+    """Separates `--config.a.b=v` (or `--config.a.b v`) arguments from the rest of argv."""
+    rest, overrides = [], {}
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg.startswith("--config."):
+            body = arg[len("--config."):]
+            if "=" in body:
+                key, val = body.split("=", 1)
+            elif i + 1 < len(argv):
+                key, val = body, argv[i + 1]
+                i += 1
+            else:
+                raise ConfigError(f"{arg} needs a value: {arg}=VALUE")
+            overrides[key] = val
+        else:
+            rest.append(arg)
+        i += 1
+    return rest, overrides
+
+
+def to_dict(cfg: Config) -> dict[str, Any]:
+    return dataclasses.asdict(cfg)
+
+
+def from_dict(d: dict[str, Any]) -> Config:
+    """Rebuilds a Config from `to_dict` output (e.g. the JSON stored in a checkpoint)."""
+    def build(cls, values):
+        hints = _field_types(cls)
+        kwargs = {}
+        for k, v in values.items():
+            if k not in hints:
+                raise ConfigError(f"stored config has unknown key {k!r} for {cls.__name__}; "
+                                  "was it written by a newer acl_jax?")
+            t = hints[k]
+            if dataclasses.is_dataclass(t):
+                kwargs[k] = build(t, v)
+            elif typing.get_origin(t) is tuple:
+                kwargs[k] = tuple(v)
+            else:
+                kwargs[k] = v
+        return cls(**kwargs)
+    return build(Config, d)
+
+
+def to_json(cfg: Config) -> str:
+    return json.dumps(to_dict(cfg), indent=2, sort_keys=True)
+
+
+__all__ = [
+    "AugmentConfig", "Config", "ConfigError", "DataConfig", "LossConfig", "ModelConfig",
+    "OptimConfig", "TrainConfig", "apply_overrides", "from_dict", "load_config",
+    "split_config_args", "to_dict", "to_json",
+]
