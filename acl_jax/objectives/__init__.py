@@ -1,0 +1,25 @@
+"""Objective registry: `--config.objective=NAME` picks the Pretrainer class here."""
+
+from __future__ import annotations
+
+from flax import nnx
+
+from acl_jax.config import Config
+from acl_jax.objectives.base import Pretrainer
+from acl_jax.objectives.contrastive import AclEcg, SimCLR
+
+OBJECTIVES: dict[str, type[Pretrainer]] = {
+    "acl_ecg": AclEcg,
+    "simclr": SimCLR,
+}
+
+
+def build_pretrainer(cfg: Config, *, fs: int, bn_axis: str | None, rngs: nnx.Rngs) -> Pretrainer:
+    """The objective's Pretrainer (encoder + heads) for `cfg`; fs is the prepared data's rate."""
+    if cfg.objective not in OBJECTIVES:
+        raise ValueError(f"unknown objective {cfg.objective!r} (--config.objective); "
+                         f"choose one of {sorted(OBJECTIVES)}")
+    return OBJECTIVES[cfg.objective](cfg, fs=fs, bn_axis=bn_axis, rngs=rngs)
+
+
+__all__ = ["OBJECTIVES", "Pretrainer", "build_pretrainer"]

@@ -1,0 +1,73 @@
+"""Training metrics: JSONL, TensorBoard event files and a progress line, on process 0 only.
+
+Metrics arrive one step late (the loop hands over step s's device arrays after step s+1 has
+been dispatched), so fetching them never stalls the accelerator.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+
+
+def _fmt_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    m, s = divmod(int(seconds), 60)
+    h, m = divmod(m, 60)
+    return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+class Reporter:
+    """Writes WORKDIR/metrics.jsonl and WORKDIR/tb/, prints a line every `every` steps."""
+
+    def __init__(self, workdir: str | Path, *, total_steps: int, batch_size: int, every: int,
+                 start_step: int):
+        self.enabled = jax.process_index() == 0
+        self.total_steps, self.batch_size, self.every = total_steps, batch_size, every
+        self._t0, self._s0 = time.perf_counter(), start_step
+        self._tb = None
+        if self.enabled:
+            workdir = Path(workdir)
+            workdir.mkdir(parents=True, exist_ok=True)
+            self._jsonl = open(workdir / "metrics.jsonl", "a")  # noqa: SIM115 (closed in close())
+            from tensorboardX import SummaryWriter
+
+            self._tb = SummaryWriter(str(workdir / "tb"))
+
+    def restart_clock(self, step: int) -> None:
+        """Excludes compilation from the throughput figures."""
+        self._t0, self._s0 = time.perf_counter(), step
+
+    def log(self, step: int, metrics: dict, lr: float) -> dict[str, float]:
+        """Records step `step`'s metrics (device arrays or numbers); returns them as floats."""
+        values = {k: float(np.asarray(v)) for k, v in jax.device_get(metrics).items()}
+        values["lr"] = float(lr)
+        if not self.enabled:
+            return values
+        elapsed = time.perf_counter() - self._t0
+        done = step - self._s0
+        steps_per_s = done / elapsed if elapsed > 0 and done > 0 else float("nan")
+        values["steps_per_s"] = steps_per_s
+        values["samples_per_s"] = steps_per_s * self.batch_size
+        self._jsonl.write(json.dumps({"step": step, "time": time.time(), **values}) + "\n")
+        for k, v in values.items():
+            self._tb.add_scalar(f"train/{k}", v, step)
+        if step % self.every == 0 or step == self.total_steps:
+            self._jsonl.flush()
+            eta = (self.total_steps - step) / steps_per_s if steps_per_s > 0 else float("nan")
+            print(f"step {step}/{self.total_steps}  loss {values['loss']:.4f}  "
+                  f"lr {lr:.2e}  {steps_per_s:.2f} steps/s  "
+                  f"{values['samples_per_s']:.0f} samples/s  ETA {_fmt_duration(eta)}",
+                  flush=True)
+        return values
+
+    def close(self) -> None:
+        if self.enabled:
+            self._jsonl.close()
+            self._tb.close()

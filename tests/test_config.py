@@ -1,0 +1,71 @@
+"""Config schema: overrides, errors that name the key, round trips, shipped configs."""
+
+from pathlib import Path
+
+import pytest
+
+from acl_jax.config import (Config, ConfigError, apply_overrides, from_dict, load_config,
+                            split_config_args, to_dict)
+from acl_jax.leads import parse_regions
+
+CONFIGS = sorted(Path(__file__).parent.parent.joinpath("configs").glob("*.py"))
+
+
+def test_overrides_are_typed():
+    cfg = apply_overrides(Config(), {"train.steps": "7", "model.widths": "8,16",
+                                     "model.lead_wise": "false", "loss.temperature": "0.2",
+                                     "objective": "simclr"})
+    assert cfg.train.steps == 7 and cfg.model.widths == (8, 16)
+    assert cfg.model.lead_wise is False and cfg.loss.temperature == 0.2
+    assert cfg.objective == "simclr"
+
+
+@pytest.mark.parametrize("key,value,needle", [
+    ("train.stepz", "1", "'stepz' is not one of"),
+    ("nope", "1", "'nope' is not one of"),
+    ("train.steps", "many", "expected int"),
+    ("model.lead_wise", "maybe", "expected bool"),
+    ("train", "3", "is a group"),
+    ("seed.x", "1", "has no sub-keys"),
+])
+def test_bad_overrides_name_the_key(key, value, needle):
+    with pytest.raises(ConfigError, match=needle):
+        apply_overrides(Config(), {key: value})
+
+
+def test_split_config_args():
+    rest, ov = split_config_args(["--workdir", "w", "--config.train.steps=3",
+                                  "--config.data.dir", "d", "--config", "c.py"])
+    assert rest == ["--workdir", "w", "--config", "c.py"]
+    assert ov == {"train.steps": "3", "data.dir": "d"}
+
+
+def test_dict_round_trip_and_hash():
+    cfg = apply_overrides(Config(), {"augment.ops": "scale_crop,time_shift"})
+    assert from_dict(to_dict(cfg)) == cfg
+    assert hash(from_dict(to_dict(cfg))) == hash(cfg)
+    with pytest.raises(ConfigError, match="unknown key 'bogus'"):
+        from_dict({**to_dict(cfg), "bogus": 1})
+
+
+def test_missing_config_file():
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config("configs/nope.py")
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
+def test_shipped_configs_load(path):
+    cfg = load_config(path)
+    assert isinstance(cfg, Config)
+    assert len(parse_regions(cfg.model.regions)) >= 2
+    assert cfg.data.batch_size > 0 and cfg.train.steps > 0
+    assert path.read_text().lstrip().startswith('"""'), "config docstring gives its command"
+
+
+def test_region_spec_errors():
+    with pytest.raises(ValueError, match="unknown lead 'V7'"):
+        parse_regions("a:I,II;b:V7")
+    with pytest.raises(ValueError, match="in both regions"):
+        parse_regions("a:I,II;b:II")
+    regions = parse_regions("inferior:ii,III,avf;lateral:I,aVL")
+    assert regions == (("inferior", (1, 2, 5)), ("lateral", (0, 4)))

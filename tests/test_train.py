@@ -1,0 +1,177 @@
+"""The pretraining loop end to end on the prepared real sample: learning, sharding, resumption."""
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import jax
+import numpy as np
+import pytest
+from flax import nnx
+
+from acl_jax.config import load_config
+from acl_jax.data import pipeline
+from acl_jax.objectives import build_pretrainer
+from acl_jax.train.checkpoint import CheckpointNotFound, load_pretrainer
+from acl_jax.train.loop import ConfigMismatch, NonFiniteLoss, replace, train
+from acl_jax.train.optim import make_optimizer
+from acl_jax.train.step import DATA_AXIS, make_mesh, make_train_step, place_model, shard_batch
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = REPO / "configs" / "tiny.py"
+
+
+def tiny(data_dir, **train):
+    cfg = load_config(TINY)
+    return replace(cfg, data={"dir": str(data_dir), "batch_size": 16, "window": 200},
+                   model={"widths": (8, 16), "blocks": (1, 1), "proj_hidden": 32,
+                          "proj_dim": 16},
+                   train={"log_every": 5, **train})
+
+
+def params_of(model) -> list[np.ndarray]:
+    return [np.asarray(x) for x in jax.tree.leaves(nnx.state(model, nnx.Param))]
+
+
+def cli(*args, env=None, **kw):
+    env = {**os.environ, "JAX_NUM_CPU_DEVICES": "2", **(env or {})}
+    return subprocess.Popen([sys.executable, "-m", "acl_jax.train", *args], cwd=REPO, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+
+
+def test_loss_falls(prepared_sample, tmp_path):
+    cfg = replace(tiny(prepared_sample, steps=40, ckpt_every=40), optim={"warmup_steps": 5})
+    summary = train(cfg, tmp_path)
+    rows = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["loss"] for r in rows]
+    assert [r["step"] for r in rows] == list(range(1, 41))
+    assert np.mean(losses[-8:]) < np.mean(losses[:8]) - 0.2, losses
+    for key in ("loss_global", "loss_intra", "loss_inter", "grad_norm", "samples_per_s"):
+        assert np.isfinite(rows[-1][key])
+    assert summary["step"] == 40 and (tmp_path / "tb").is_dir()
+
+
+def test_eight_devices_equal_one(prepared_sample):
+    """A full step (augmentation, sync BatchNorm, region loss, AdamW) on 8 devices == on 1."""
+    cfg = tiny(prepared_sample, steps=10)
+    fs = pipeline.read_manifest(cfg.data.dir)["fs"]
+    host = next(iter(pipeline.train_dataset(
+        cfg.data.dir, "train", window=cfg.data.window, max_beats=cfg.data.max_beats,
+        batch_size=cfg.data.batch_size, seed=0)))
+    results = []
+    for devices in (jax.devices()[:1], jax.devices()[:8]):
+        mesh = make_mesh(devices)
+        with jax.set_mesh(mesh):
+            model = build_pretrainer(cfg, fs=fs, bn_axis=DATA_AXIS, rngs=nnx.Rngs(0))
+            place_model(model, mesh)
+            opt = nnx.Optimizer(model, make_optimizer(cfg.optim, 16, 10)[0], wrt=nnx.Param)
+            step = make_train_step(mesh, seed=3)
+            metrics = [step(model, opt, shard_batch(host, mesh), np.int32(s)) for s in (1, 2)]
+            results.append((jax.device_get(metrics), params_of(model),
+                            [np.asarray(x) for x in jax.tree.leaves(nnx.state(model, nnx.BatchStat))]))
+    (m1, p1, b1), (m8, p8, b8) = results
+    for a, b in zip(m1, m8):
+        np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5)
+    for a, b in zip(p1 + b1, p8 + b8):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)
+    assert any(np.abs(a).max() > 0 for a in b1), "BatchNorm statistics were updated"
+
+
+def test_resume_after_kill_is_exact(prepared_sample, tmp_path):
+    """2N steps straight == N steps, SIGKILL, restart, finish (parameters identical)."""
+    common = ["--config", str(TINY), f"--config.data.dir={prepared_sample}",
+              "--config.data.batch_size=16", "--config.model.widths=8,16",
+              "--config.model.blocks=1,1", "--config.train.steps=12", "--config.train.ckpt_every=6",
+              "--config.train.async_checkpoint=false"]
+    straight = cli(*common, "--workdir", str(tmp_path / "a"))
+    out_a = straight.communicate(timeout=300)[0]
+    assert straight.returncode == 0, out_a
+
+    killed = cli(*common, "--workdir", str(tmp_path / "b"))
+    ckpt6 = tmp_path / "b" / "checkpoints" / "6"
+    deadline = time.time() + 300
+    while not ckpt6.is_dir() and time.time() < deadline and killed.poll() is None:
+        time.sleep(0.05)
+    killed.send_signal(signal.SIGKILL)
+    killed.communicate(timeout=60)
+    assert ckpt6.is_dir(), "the first checkpoint was written before the kill"
+    resumed = cli(*common, "--workdir", str(tmp_path / "b"))
+    out_b = resumed.communicate(timeout=300)[0]
+    assert resumed.returncode == 0, out_b
+    assert "resumed from" in out_b
+
+    ma, _, _, sa = load_pretrainer(tmp_path / "a")
+    mb, _, _, sb = load_pretrainer(tmp_path / "b")
+    assert sa == sb == 12
+    for a, b in zip(params_of(ma), params_of(mb)):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_sigterm_saves_and_resumes(prepared_sample, tmp_path):
+    args = ["--config", str(TINY), "--workdir", str(tmp_path), f"--config.data.dir={prepared_sample}",
+            "--config.data.batch_size=16", "--config.train.steps=100000",
+            "--config.train.ckpt_every=100000", "--config.train.log_every=1"]
+    proc = cli(*args)
+    for line in proc.stdout:  # wait until training is under way
+        if line.startswith("step 3/"):
+            break
+    proc.send_signal(signal.SIGTERM)
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 0, out
+    assert "SIGTERM: saved step" in out
+    saved = int(out.split("SIGTERM: saved step ")[1].split(";")[0])
+    assert saved >= 3
+    assert (tmp_path / "checkpoints" / str(saved)).is_dir()
+    model, cfg, fs, step = load_pretrainer(tmp_path)
+    assert step == saved and cfg.train.steps == 100000 and fs == 100
+
+
+def test_non_finite_loss_keeps_last_good_checkpoint(prepared_sample, tmp_path):
+    cfg = replace(tiny(prepared_sample, steps=30, ckpt_every=1),
+                  optim={"lr": 1e9, "clip_norm": 0.0, "warmup_steps": 0})
+    with pytest.raises(NonFiniteLoss, match="last good checkpoint"):
+        train(cfg, tmp_path)
+    model, _, _, step = load_pretrainer(tmp_path)
+    assert step >= 1
+    assert all(np.isfinite(p).all() for p in params_of(model))
+
+
+def test_resume_refuses_a_different_config(prepared_sample, tmp_path):
+    train(tiny(prepared_sample, steps=2, ckpt_every=2), tmp_path)
+    with pytest.raises(ConfigMismatch, match="loss.temperature"):
+        train(replace(tiny(prepared_sample, steps=4), loss={"temperature": 0.5}), tmp_path)
+
+
+def test_missing_checkpoint_errors(tmp_path):
+    with pytest.raises(CheckpointNotFound, match="no checkpoints"):
+        load_pretrainer(tmp_path)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.slow
+def test_two_processes_train_and_checkpoint(prepared_sample, tmp_path):
+    """2 processes x 2 emulated devices on localhost: a real multi-host run."""
+    port = _free_port()
+    args = ["--config", str(TINY), "--workdir", str(tmp_path), f"--config.data.dir={prepared_sample}",
+            "--config.data.batch_size=16", "--config.model.widths=8,16",
+            "--config.model.blocks=1,1", "--config.train.steps=6", "--config.train.ckpt_every=3",
+            f"--coordinator=127.0.0.1:{port}", "--num_processes=2"]
+    procs = [cli(*args, f"--process_id={i}") for i in range(2)]
+    outs = [p.communicate(timeout=300)[0] for p in procs]
+    assert all(p.returncode == 0 for p in procs), outs
+    assert "4 devices, 2 processes" in outs[0]
+    assert "done: step 6" in outs[0]
+    model, _, _, step = load_pretrainer(tmp_path)
+    assert step == 6 and all(np.isfinite(p).all() for p in params_of(model))
+    # Each process stored its own data-iterator state.
+    assert len(list((tmp_path / "checkpoints" / "6" / "data_iter").glob("*"))) >= 2
