@@ -3,7 +3,8 @@
 Fields (all required; `encode` validates them, `decode` returns numpy arrays):
   id         str    globally unique, "<dataset>/<source id>", e.g. "ptbxl/00001"
   patient    str    patient id within the dataset ("" when unknown: then id is used)
-  dataset    str    "ptbxl", "cpsc2018", "georgia", "chapman", "ningbo", "wfdb", ...
+  dataset    str    "ptbxl", "cpsc2018", "cpsc_extra", "georgia", "chapman_ningbo", "ptb",
+                    "incart", "cinc", "wfdb"
   fold       int    source fold (PTB-XL strat_fold), -1 when none
   fs         int    sampling rate of `signal` (Hz)
   orig_fs    float  sampling rate of the source file
@@ -15,7 +16,7 @@ Fields (all required; `encode` validates them, `decode` returns numpy arrays):
   codes      {str: float} source statements with likelihood (PTB-XL SCP codes; SNOMED codes
              with likelihood 100.0 for CinC)
   labels     {task: [str]} derived task labels (PTB-XL: all, diagnostic, subdiagnostic,
-             superdiagnostic, form, rhythm; CinC: snomed)
+             superdiagnostic, form, rhythm; CinC: snomed, snomed_scored; wfdb: dx)
 
 int16 microvolts covers +-32.7 mV at 1 uV resolution (ECG amplifiers quantize at 1-5 uV), half
 the bytes of float32, and decodes with one `np.frombuffer`.

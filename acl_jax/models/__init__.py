@@ -1,0 +1,18 @@
+"""Flax NNX models: the ECG encoder family and projection heads."""
+
+from acl_jax.models.encoder import BACKBONES, ECGEncoder, Features, masked_pool, register_backbone
+from acl_jax.models.heads import MLPHead
+from acl_jax.models.resnet1d import DEFAULT_LAYOUT, LAYOUTS, MaskedBatchNorm, ResNet1d
+
+__all__ = [
+    "BACKBONES",
+    "DEFAULT_LAYOUT",
+    "LAYOUTS",
+    "ECGEncoder",
+    "Features",
+    "MLPHead",
+    "MaskedBatchNorm",
+    "ResNet1d",
+    "masked_pool",
+    "register_backbone",
+]

@@ -69,9 +69,9 @@ def make_train_step(mesh: jax.sharding.Mesh, seed: int) -> Callable:
             return sharded_loss(model, batch, keys)
 
         (loss, metrics), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
-        grad_norm = optax.global_norm(grads)
+        grad_norm = optax.tree.norm(grads)
         optimizer.update(model, grads)
-        model.update_targets(optimizer.step.value)
+        model.update_targets(optimizer.step[...])
         return {**metrics, "loss": loss, "grad_norm": grad_norm}
 
     return train_step

@@ -1,0 +1,169 @@
+"""Fine-tuning: encoder + linear head trained on labelled train windows, early-stopped on val.
+
+The classifier is a `Pretrainer` whose `loss(batch, keys, axis_name)` is the supervised loss,
+so it trains with pretraining's own sharded step (`acl_jax.train.step.make_train_step`): the
+forward pass runs per device inside `nnx.shard_map`, BatchNorm statistics are those of the
+global batch (`bn_axis="data"`), and the loss is psum(local sums) / psum(local counts), the
+global mean, so the gradient is that of one device holding the whole batch.
+
+Labels reach the batches through the pipeline's `record` key: rows of records outside the
+labelled set (no label, or not in the label-fraction subset) are dropped on the host and
+batches are refilled to full size, so no device computes on unlabelled rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Iterator
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from acl_jax.config import Config
+from acl_jax.data import pipeline
+from acl_jax.eval import features
+from acl_jax.eval.metrics import macro_metrics
+from acl_jax.models import ECGEncoder
+from acl_jax.objectives.base import Pretrainer
+from acl_jax.train.step import DATA_AXIS, make_train_step, place_model, replicate, shard_batch
+
+
+class Classifier(Pretrainer):
+    """encoder -> global features (B, D) -> linear head -> logits (B, C)."""
+
+    def __init__(self, encoder: nnx.Module, num_classes: int, single: bool, *, rngs: nnx.Rngs):
+        self.encoder = encoder
+        self.head = nnx.Linear(encoder.dim, num_classes, rngs=rngs)
+        self.single = single  # softmax cross-entropy instead of per-class BCE
+
+    def __call__(self, x: jax.Array, lead_mask: jax.Array) -> jax.Array:
+        return self.head(self.encoder(x, lead_mask).global_)
+
+    def loss(self, batch: dict, keys: jax.Array, axis_name: str | None):
+        """Global mean of BCE (mean over classes) or softmax CE over the batch's rows."""
+        del keys  # no augmentation: the random crops of the train pipeline are the only one
+        logits = self(batch["signal"], batch["lead_mask"])
+        y = batch["labels"]
+        if self.single:
+            per_row = optax.softmax_cross_entropy(logits, y)
+        else:
+            per_row = optax.sigmoid_binary_cross_entropy(logits, y).mean(axis=-1)
+        total, count = per_row.sum(), jnp.asarray(per_row.shape[0], jnp.float32)
+        if axis_name is not None:
+            total, count = jax.lax.psum((total, count), axis_name)
+        loss = total / count
+        return loss, {"loss_supervised": loss}
+
+
+def class_probabilities(model: Classifier, x: jax.Array, lead_mask: jax.Array) -> jax.Array:
+    """(b, C) sigmoid (multi-label) or softmax (single-label) probabilities."""
+    logits = model(x, lead_mask)
+    return jax.nn.softmax(logits) if model.single else jax.nn.sigmoid(logits)
+
+
+def build_classifier(encoder: nnx.Module, cfg: Config, num_classes: int, single: bool,
+                     seed: int) -> Classifier:
+    """A fresh Classifier whose encoder is `encoder`'s weights in a cross-device-BN encoder."""
+    synced = ECGEncoder(cfg.model, bn_axis=DATA_AXIS, rngs=nnx.Rngs(seed))
+    nnx.update(synced, nnx.state(encoder))
+    return Classifier(synced, num_classes, single, rngs=nnx.Rngs(seed))
+
+
+def labelled_batches(stream: Iterator[dict], labels: np.ndarray, has_label: np.ndarray,
+                     batch_size: int) -> Iterator[dict]:
+    """Pipeline batches -> batches of `batch_size` labelled rows with "labels" (b, C) attached.
+
+    labels: (num_records_in_split, C) float32 indexed by the `record` key; has_label: (N,) bool.
+    """
+    pending: list[dict] = []
+    have = 0
+    while True:
+        host = next(stream)
+        keep = has_label[host["record"]]
+        if keep.any():
+            rows = {k: v[keep] for k, v in host.items()}
+            rows["labels"] = labels[rows["record"]]
+            pending.append(rows)
+            have += int(keep.sum())
+        while have >= batch_size:
+            merged = {k: np.concatenate([p[k] for p in pending]) for k in pending[0]}
+            yield {k: v[:batch_size] for k, v in merged.items()}
+            pending = [{k: v[batch_size:] for k, v in merged.items()}]
+            have -= batch_size
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class FinetuneOptions:
+    steps: int
+    lr: float
+    eval_every: int
+    patience: int  # evaluations without improvement before stopping
+    batch_size: int
+    seed: int
+
+
+def finetune(model: Classifier, cfg: Config, data_dir: str, train_split: str,
+             train_index: np.ndarray, train_y: np.ndarray, val_split: str,
+             val_index: np.ndarray, val_y: np.ndarray, classes: list[str],
+             opts: FinetuneOptions, mesh: jax.sharding.Mesh) -> dict:
+    """Trains `model` in place and leaves it at the best validation state.
+
+    train_index/val_index: positions of the labelled records in their split; *_y (N, C).
+    Returns the selection record: best step, val macro AUROC per evaluated step, steps run.
+    """
+    num_train = int(pipeline.read_manifest(data_dir)["splits"][train_split]["num_records"])
+    labels = np.zeros((num_train, len(classes)), np.float32)
+    labels[train_index] = train_y
+    has_label = np.zeros(num_train, bool)
+    has_label[train_index] = True
+    n_proc = jax.process_count()
+    bsz = features.global_batch_size(opts.batch_size)
+    stream = iter(pipeline.train_dataset(
+        data_dir, train_split, window=cfg.data.window, max_beats=cfg.data.max_beats,
+        batch_size=bsz // n_proc, seed=opts.seed, process_index=jax.process_index(),
+        process_count=n_proc))
+    batches = labelled_batches(stream, labels, has_label, bsz // n_proc)
+    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(opts.lr, weight_decay=1e-4))
+    history: dict[str, float] = {}
+    best_auc, best_step, best_state, stale = -np.inf, 0, None, 0
+    t0 = time.perf_counter()
+    with jax.set_mesh(mesh):
+        place_model(model, mesh)
+        optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+        step_fn = make_train_step(mesh, opts.seed)
+        step = 0
+        for step in range(1, opts.steps + 1):
+            metrics = step_fn(model, optimizer, shard_batch(next(batches), mesh), np.int32(step))
+            if step % opts.eval_every and step != opts.steps:
+                continue
+            loss = float(metrics["loss"])
+            if not np.isfinite(loss):
+                raise FloatingPointError(f"fine-tuning loss is {loss} at step {step}: lower "
+                                         "--finetune-lr")
+            probs = features.record_outputs(
+                features.inference_view(model), class_probabilities, data_dir, val_split, cfg,
+                mesh, batch_size=opts.batch_size)[val_index]
+            auc = macro_metrics(val_y, probs, classes)["macro_auroc"]
+            history[str(step)] = auc
+            print(f"finetune step {step}/{opts.steps}: loss {loss:.4f}, val macro AUROC "
+                  f"{auc:.4f}", flush=True)
+            if auc > best_auc:
+                best_auc, best_step, stale = auc, step, 0
+                # Host copy of one replica (replicated arrays are identical on every device).
+                best_state = jax.tree.map(lambda a: np.array(a.addressable_data(0)),
+                                          nnx.state(model))
+            else:
+                stale += 1
+                if stale >= opts.patience:
+                    break
+        if best_state is None:
+            raise ValueError("fine-tuning never produced a finite validation macro AUROC: the "
+                             "val split has no class with both positive and negative records")
+        nnx.update(model, replicate(best_state, mesh))
+    return {"best_step": best_step, "best_val_macro_auroc": best_auc,
+            "val_macro_auroc_by_step": history, "steps_run": step,
+            "train_seconds": time.perf_counter() - t0}

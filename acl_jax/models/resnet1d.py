@@ -1,0 +1,215 @@
+"""1-D ResNet backbone and the masked BatchNorm used by every acl_jax model.
+
+`ResNet1d` maps (N, C, T) float32 signals to (N, widths[-1]) float32 features: a stride-2 stem
+convolution + BatchNorm + ReLU + stride-2 max-pool, then one stage per entry of `widths`
+(`blocks[i]` basic residual blocks of `widths[i]` channels, stride 2 at the start of every stage
+but the first), then a global average pool over time. The time axis shrinks by 4 * 2**(S-1).
+
+Layout: the internal activation layout is a constructor choice, "nwc" (channels last, what
+`nnx.Conv` uses; the input is transposed once at the start) or "ncw" (channels first, the input
+layout, through `lax.conv_general_dilated` dimension numbers). Both hold the same parameters (a
+(K, C_in, C_out) kernel per convolution), so a checkpoint loads into either. `DEFAULT_LAYOUT` is
+"nwc": on XLA CPU it was fastest in bench/encoder_layout.py, which times both layouts and
+float32 vs bfloat16 compute side by side (results in bench/results/encoder_layout.json);
+bfloat16 compute was slower than float32 on CPU, so float32 stays the default `dtype`.
+
+Parameters are float32; `dtype` sets the compute dtype ("float32" or "bfloat16"); the
+features are returned as float32 either way.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+LAYOUTS = ("nwc", "ncw")
+DEFAULT_LAYOUT = "nwc"
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def compute_dtype(name: str):
+    """Maps a config dtype name ("float32" | "bfloat16") to a jnp dtype, with a clear error."""
+    if name not in DTYPES:
+        raise ValueError(f"model.dtype={name!r} is not supported; use one of {sorted(DTYPES)}")
+    return DTYPES[name]
+
+
+class MaskedBatchNorm(nnx.BatchNorm):
+    """`nnx.BatchNorm` whose batch statistics can skip rows, exact across devices.
+
+    `mask` (N,) marks which rows (along axis 0) count in the batch statistics: absent ECG
+    leads (all-zero inputs) would otherwise drag the mean and variance towards zero and make a
+    lead's features depend on how many other leads are missing. Statistics are global sums
+    divided by a global count (`lax.psum` over `axis_name`), which is exact inside `shard_map`
+    even when devices hold different numbers of present rows; `nnx.BatchNorm`'s masked
+    `pmean` of per-device means is not. Without a mask this equals `nnx.BatchNorm`.
+    Running statistics are left unchanged when no row is present.
+    """
+
+    def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
+        use_ra = self.use_running_average if use_running_average is None else use_running_average
+        if use_ra is None:
+            raise ValueError("MaskedBatchNorm needs use_running_average (use nnx.view(...))")
+        feat = self.axis % x.ndim
+        red = tuple(i for i in range(x.ndim) if i != feat)
+        if use_ra:
+            mean, var = self.mean[...], self.var[...]
+        else:
+            # Statistics in float32 even for bfloat16 compute (as flax does).
+            xf = x.astype(jnp.float32)
+            per_row = math.prod(x.shape[i] for i in red if i != 0)
+            if mask is None:
+                s1, s2 = jnp.sum(xf, red), jnp.sum(xf * xf, red)
+                n = jnp.asarray(x.shape[0] * per_row, jnp.float32)
+            else:
+                w = mask.astype(jnp.float32).reshape((-1,) + (1,) * (x.ndim - 1))
+                s1, s2 = jnp.sum(xf * w, red), jnp.sum(xf * xf * w, red)
+                n = jnp.sum(w) * per_row
+            if self.axis_name is not None:
+                s1, s2, n = jax.lax.psum((s1, s2, n), self.axis_name)
+            safe_n = jnp.maximum(n, 1.0)
+            mean = s1 / safe_n
+            var = jnp.maximum(0.0, s2 / safe_n - mean * mean)
+            keep = n > 0
+            m = self.momentum
+            new_mean = jnp.where(keep, m * self.mean[...] + (1 - m) * mean, self.mean[...])
+            new_var = jnp.where(keep, m * self.var[...] + (1 - m) * var, self.var[...])
+            self.mean[...] = jax.lax.stop_gradient(new_mean)
+            self.var[...] = jax.lax.stop_gradient(new_var)
+        # Fold normalization and affine into one scale and shift per feature.
+        mul = jax.lax.rsqrt(var.astype(jnp.float32) + self.epsilon)
+        if self.scale is not None:
+            mul = mul * self.scale[...]
+        shift = -mean * mul
+        if self.bias is not None:
+            shift = shift + self.bias[...]
+        dtype = self.dtype or x.dtype
+        shape = [1] * x.ndim
+        shape[feat] = -1
+        return x.astype(dtype) * mul.astype(dtype).reshape(shape) + shift.astype(dtype).reshape(
+            shape
+        )
+
+
+class Conv1d(nnx.Module):
+    """Bias-free 1-D convolution (a BatchNorm always follows) in either layout, SAME padding."""
+
+    def __init__(self, c_in, c_out, kernel, stride=1, *, layout, dtype, rngs: nnx.Rngs):
+        init = jax.nn.initializers.kaiming_normal()  # fan_in = K * C_in for a (K, I, O) kernel
+        self.kernel = nnx.Param(init(rngs.params(), (kernel, c_in, c_out), jnp.float32))
+        self.stride = stride
+        self.layout = layout
+        self.dtype = dtype
+
+    def __call__(self, x):
+        spec = "NWC" if self.layout == "nwc" else "NCW"
+        return jax.lax.conv_general_dilated(
+            x.astype(self.dtype),
+            self.kernel[...].astype(self.dtype),
+            window_strides=(self.stride,),
+            padding="SAME",
+            dimension_numbers=(spec, "WIO", spec),
+        )
+
+
+class _ConvBN(nnx.Module):
+    """Conv1d followed by MaskedBatchNorm over the layout's channel axis."""
+
+    def __init__(self, c_in, c_out, kernel, stride, *, layout, dtype, bn_axis, rngs):
+        self.conv = Conv1d(c_in, c_out, kernel, stride, layout=layout, dtype=dtype, rngs=rngs)
+        self.bn = MaskedBatchNorm(
+            c_out, axis=-1 if layout == "nwc" else 1, dtype=dtype, axis_name=bn_axis, rngs=rngs
+        )
+
+    def __call__(self, x, mask):
+        return self.bn(self.conv(x), mask=mask)
+
+
+class BasicBlock(nnx.Module):
+    """Two k-wide ConvBN layers with a residual connection (1x1 ConvBN when the shape changes)."""
+
+    def __init__(self, c_in, c_out, kernel, stride, *, layout, dtype, bn_axis, rngs):
+        kw = dict(layout=layout, dtype=dtype, bn_axis=bn_axis, rngs=rngs)
+        self.a = _ConvBN(c_in, c_out, kernel, stride, **kw)
+        self.b = _ConvBN(c_out, c_out, kernel, 1, **kw)
+        needs_proj = stride != 1 or c_in != c_out
+        self.proj = nnx.data(_ConvBN(c_in, c_out, 1, stride, **kw) if needs_proj else None)
+
+    def __call__(self, x, mask):
+        h = jax.nn.relu(self.a(x, mask))
+        h = self.b(h, mask)
+        skip = x if self.proj is None else self.proj(x, mask)
+        return jax.nn.relu(h + skip)
+
+
+class ResNet1d(nnx.Module):
+    """1-D ResNet: (N, C, T) float32 -> (N, widths[-1]) float32 features.
+
+    Args:
+      in_channels: C, the number of input channels (1 for the lead-wise encoder, 12 plain).
+      widths, blocks: channels and number of basic blocks per stage (same length).
+      kernel: convolution width (odd, e.g. 7).
+      dtype: compute dtype name, "float32" or "bfloat16" (parameters stay float32).
+      bn_axis: mesh axis name for cross-device BatchNorm statistics, or None.
+      layout: internal activation layout, "nwc" or "ncw" (see the module docstring).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        widths,
+        blocks,
+        kernel: int,
+        *,
+        dtype: str = "float32",
+        bn_axis: str | None = None,
+        layout: str = DEFAULT_LAYOUT,
+        rngs: nnx.Rngs,
+    ):
+        widths, blocks = tuple(widths), tuple(blocks)
+        if not widths or len(widths) != len(blocks):
+            raise ValueError(
+                f"model.widths={widths} and model.blocks={blocks} must be non-empty and of the "
+                "same length (one entry per stage)"
+            )
+        if min(widths) < 1 or min(blocks) < 1 or kernel < 1:
+            raise ValueError(f"model.widths, model.blocks and model.kernel must be positive, got "
+                             f"{widths}, {blocks}, {kernel}")
+        if layout not in LAYOUTS:
+            raise ValueError(f"layout={layout!r} is not one of {LAYOUTS}")
+        cdt = compute_dtype(dtype)
+        kw = dict(layout=layout, dtype=cdt, bn_axis=bn_axis, rngs=rngs)
+        self.layout = layout
+        self.dtype = cdt
+        self.dim = widths[-1]
+        self.stem = _ConvBN(in_channels, widths[0], kernel, 2, **kw)
+        layers, c_in = [], widths[0]
+        for stage, (width, n) in enumerate(zip(widths, blocks)):
+            for j in range(n):
+                stride = 2 if stage > 0 and j == 0 else 1
+                layers.append(BasicBlock(c_in, width, kernel, stride, **kw))
+                c_in = width
+        self.layers = nnx.List(layers)
+
+    def __call__(self, x, mask=None):
+        """x: (N, C, T) float; mask: optional (N,) 0/1, rows that count in BatchNorm statistics.
+
+        Returns (N, widths[-1]) float32.
+        """
+        if x.ndim != 3:
+            raise ValueError(f"ResNet1d expects (N, C, T) input, got shape {x.shape}")
+        h = x.astype(self.dtype)
+        if self.layout == "nwc":
+            h = jnp.swapaxes(h, 1, 2)  # the one transpose: (N, T, C) from here on
+        h = jax.nn.relu(self.stem(h, mask))
+        window = (1, 3, 1) if self.layout == "nwc" else (1, 1, 3)
+        strides = (1, 2, 1) if self.layout == "nwc" else (1, 1, 2)
+        h = jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, window, strides, "SAME")
+        for layer in self.layers:
+            h = layer(h, mask)
+        time_axis = 1 if self.layout == "nwc" else 2
+        # Mean in float32 so bfloat16 compute does not lose the pooled precision.
+        return jnp.mean(h.astype(jnp.float32), axis=time_axis)

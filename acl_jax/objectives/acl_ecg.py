@@ -1,0 +1,190 @@
+"""ACL-ECG anatomy-aware contrastive loss: global, intra-region and inter-region terms.
+
+The ACL-ECG paper (Sensors 2026) was not available; this module implements the following design.
+
+Inputs for N records (b per device), two augmented views v in {1, 2}: global projections
+g_v (N, P); region projections r_v (N, R, P) (R anatomical lead groups, acl_jax.leads); a region
+mask m (N, R) in {0, 1}, the product of the two views' masks, so m[i, r] = 1 iff region r has a
+present lead in both views of record i. All embeddings are L2-normalized, u = x / ||x||, and
+s(a, c) = a . c / tau.
+
+L_global: NT-Xent (acl_jax.objectives.ntxent) over the 2N global projections.
+
+L_intra (same region, across records): for each region r separately, an NT-Xent over the set
+S_r = {(j, r, w) : m[j, r] = 1}. For a valid anchor a = (i, r, v) with positive p = (i, r, v'):
+
+    l_intra(a) = -s(u_a, u_p) + log sum_{c in S_r \\ {a}} exp s(u_a, u_c)
+    L_r        = mean of l_intra(a) over the valid anchors of region r (2 * sum_i m[i, r] of them)
+    L_intra    = mean of L_r over the regions with at least one valid anchor in the global batch
+
+Invalid anchors contribute nothing and are no one's candidate.
+
+L_inter (different regions, same record): for a valid anchor a = (i, r, v), the candidates are
+T_i = {(i, r', w) : m[i, r'] = 1}, i.e. its positive (i, r, v') and the other present regions of
+the same record in both views, a (2R - 1)-way InfoNCE when all regions are present:
+
+    l_inter(a) = -s(u_a, u_p) + log sum_{c in T_i \\ {a}} exp s(u_a, u_c)
+    L_inter    = (sum over valid anchors of l_inter(a)) / (number of valid anchors, 2 sum m)
+
+An anchor whose record has no other present region has only its positive: l_inter = log 1 = 0.
+
+L = w_global L_global + w_intra L_intra + w_inter L_inter; a term whose weight is 0 is not traced
+(the config is static) and its metrics are absent.
+
+Why within-record inter-region negatives: L_inter is meant to keep the regions of one heart apart
+(inferior vs lateral of the same beat), not to separate the same anatomy of different patients,
+which is L_intra's job. With cross-record inter-region negatives, every (j, r') with j != i would
+be a negative of (i, r) in L_inter while (j, r) already is one in L_intra: the cross-record
+separation would be counted twice (and across regions it also asks different regions of different
+patients to be apart, which carries little anatomical signal), and the similarity matrix would grow
+from b (2R)^2 to (2 N R)^2 entries with an all-gather of every region. Within a record L_inter
+needs no communication; only its sum and count are psum'ed so that the mean is global.
+
+Sharding: as in ntxent, inside `jax.shard_map` over `axis_name`, one all_gather of (b, R, P) per
+view serves all R regions of L_intra (batched over R, no per-region loop), and every term is
+psum(local sums) / psum(local counts), the same on every device.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+from acl_jax.config import LossConfig
+from acl_jax.objectives.ntxent import (
+    check_temperature,
+    gather,
+    global_sum,
+    info_nce,
+    l2_normalize,
+    nt_xent_with_metrics,
+    pair_indices,
+)
+
+# info_nce batched over a leading axis (regions for L_intra, records for L_inter) with a
+# positive index and temperature shared by every slice.
+_batched_info_nce = jax.vmap(info_nce, in_axes=(0, 0, None, 0, None))
+
+
+def _safe_div(num: jax.Array, den: jax.Array) -> jax.Array:
+    # 0/0 -> 0 (e.g. a region absent from the whole batch), with a finite gradient.
+    return num / jnp.maximum(den, 1.0)
+
+
+def intra_region_terms(
+    u1: jax.Array, u2: jax.Array, valid: jax.Array, temperature: float, axis_name: str | None
+) -> tuple[jax.Array, jax.Array]:
+    """L_intra and its top-1 accuracy over valid anchors.
+
+    u1, u2: (b, R, P) unit region embeddings of the two views; valid: (b, R) bool.
+    Returns (loss, acc) scalars, global over all devices of `axis_name`.
+    """
+    b = u1.shape[0]
+    # Region-major layout: (R, 2b, P) local anchors, (R, 2N, P) global candidates.
+    anchors = jnp.concatenate([u1, u2]).transpose(1, 0, 2)
+    candidates = jnp.concatenate([gather(u1, axis_name), gather(u2, axis_name)])
+    candidates = candidates.transpose(1, 0, 2)
+    all_valid = gather(valid, axis_name)
+    n = all_valid.shape[0]
+    cand_valid = jnp.concatenate([all_valid, all_valid]).T  # (R, 2N)
+    anchor_valid = jnp.concatenate([valid, valid]).T  # (R, 2b)
+    self_index, positive_index = pair_indices(b, n, axis_name)
+    not_self = jnp.arange(2 * n)[None, :] != self_index[:, None]  # (2b, 2N)
+    mask = not_self[None] & cand_valid[:, None, :]  # (R, 2b, 2N)
+    loss, correct = _batched_info_nce(anchors, candidates, positive_index, mask, temperature)
+    sums = jnp.stack(
+        [
+            jnp.where(anchor_valid, loss, 0.0).sum(axis=1),
+            (correct & anchor_valid).sum(axis=1, dtype=jnp.float32),
+            anchor_valid.sum(axis=1, dtype=jnp.float32),
+        ]
+    )
+    loss_sum, correct_sum, count = global_sum(sums, axis_name)  # each (R,)
+    present = (count > 0).astype(jnp.float32)
+    loss = _safe_div(jnp.sum(_safe_div(loss_sum, count) * present), present.sum())
+    return loss, _safe_div(correct_sum.sum(), count.sum())
+
+
+def inter_region_terms(
+    u1: jax.Array, u2: jax.Array, valid: jax.Array, temperature: float, axis_name: str | None
+) -> tuple[jax.Array, jax.Array]:
+    """L_inter and its top-1 accuracy over valid anchors (negatives within each record).
+
+    u1, u2: (b, R, P) unit region embeddings of the two views; valid: (b, R) bool.
+    Returns (loss, acc) scalars, global over all devices of `axis_name`.
+    """
+    num_regions = u1.shape[1]
+    embeddings = jnp.concatenate([u1, u2], axis=1)  # (b, 2R, P): view 1 regions, view 2 regions
+    slot_valid = jnp.concatenate([valid, valid], axis=1)  # (b, 2R)
+    positive_index = (jnp.arange(2 * num_regions) + num_regions) % (2 * num_regions)
+    not_self = ~jnp.eye(2 * num_regions, dtype=bool)
+    mask = not_self[None] & slot_valid[:, None, :]  # (b, 2R, 2R)
+    loss, correct = _batched_info_nce(embeddings, embeddings, positive_index, mask, temperature)
+    sums = jnp.stack(
+        [
+            jnp.where(slot_valid, loss, 0.0).sum(),
+            (correct & slot_valid).sum(dtype=jnp.float32),
+            slot_valid.sum(dtype=jnp.float32),
+        ]
+    )
+    loss_sum, correct_sum, count = global_sum(sums, axis_name)
+    return _safe_div(loss_sum, count), _safe_div(correct_sum, count)
+
+
+def _check_inputs(g1, g2, r1, r2, region_mask, cfg: LossConfig) -> None:
+    if g1.ndim != 2 or g1.shape != g2.shape:
+        raise ValueError(f"acl_ecg_loss: g1, g2 must be (b, P) alike, got {g1.shape}, {g2.shape}")
+    if r1.ndim != 3 or r1.shape != r2.shape:
+        raise ValueError(
+            f"acl_ecg_loss: r1, r2 must be (b, R, P) alike, got {r1.shape}, {r2.shape}"
+        )
+    if r1.shape[0] != g1.shape[0] or region_mask.shape != r1.shape[:2]:
+        raise ValueError(
+            f"acl_ecg_loss: batch/region sizes disagree: g {g1.shape}, r {r1.shape}, "
+            f"region_mask {region_mask.shape} (expected {r1.shape[:2]})"
+        )
+    weights = (cfg.w_global, cfg.w_intra, cfg.w_inter)
+    if any(w < 0 for w in weights) or not any(w > 0 for w in weights):
+        raise ValueError(
+            f"cfg.loss weights (w_global, w_intra, w_inter) = {weights}: need all >= 0 and at "
+            "least one > 0"
+        )
+    check_temperature(cfg.temperature)
+
+
+def acl_ecg_loss(
+    g1: jax.Array,
+    g2: jax.Array,
+    r1: jax.Array,
+    r2: jax.Array,
+    region_mask: jax.Array,
+    cfg: LossConfig,
+    axis_name: str | None = None,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """ACL-ECG loss (see module docstring) over the global batch.
+
+    g1, g2: (b, P) global projections of views 1 and 2; r1, r2: (b, R, P) region projections;
+    region_mask: (b, R) float {0, 1}, the product of the two views' region masks; cfg: static
+    LossConfig. Returns (loss scalar, metrics) with metrics "loss_global", "acc_global",
+    "loss_intra", "acc_intra", "loss_inter", "acc_inter" for the terms whose weight is > 0.
+    """
+    _check_inputs(g1, g2, r1, r2, region_mask, cfg)
+    tau = cfg.temperature
+    metrics: dict[str, jax.Array] = {}
+    loss = jnp.zeros((), jnp.float32)
+    if cfg.w_global > 0:
+        loss_global, m = nt_xent_with_metrics(g1, g2, tau, axis_name)
+        metrics |= {"loss_global": loss_global, "acc_global": m["acc"]}
+        loss = loss + cfg.w_global * loss_global
+    if cfg.w_intra > 0 or cfg.w_inter > 0:
+        u1, u2 = l2_normalize(r1), l2_normalize(r2)
+        valid = region_mask > 0.5
+        if cfg.w_intra > 0:
+            loss_intra, acc_intra = intra_region_terms(u1, u2, valid, tau, axis_name)
+            metrics |= {"loss_intra": loss_intra, "acc_intra": acc_intra}
+            loss = loss + cfg.w_intra * loss_intra
+        if cfg.w_inter > 0:
+            loss_inter, acc_inter = inter_region_terms(u1, u2, valid, tau, axis_name)
+            metrics |= {"loss_inter": loss_inter, "acc_inter": acc_inter}
+            loss = loss + cfg.w_inter * loss_inter
+    return loss, metrics

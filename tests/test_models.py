@@ -1,0 +1,259 @@
+"""ECGEncoder, ResNet1d, MaskedBatchNorm and MLPHead: shapes, mask semantics, devices, modes."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from jax import P
+
+from acl_jax.config import ModelConfig
+from acl_jax.leads import region_matrix
+from acl_jax.models import (
+    BACKBONES,
+    ECGEncoder,
+    MaskedBatchNorm,
+    MLPHead,
+    ResNet1d,
+    register_backbone,
+)
+
+SMALL = ModelConfig(widths=(8, 16), blocks=(1, 1), kernel=5)
+T = 128
+
+
+def _batch(b, seed=0, absent=0.3):
+    """x (b, 12, T) float32 and a lead mask (b, 12) with about `absent` of the leads missing."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((b, 12, T)).astype(np.float32)
+    mask = (rng.random((b, 12)) > absent).astype(np.float32)
+    return jnp.asarray(x), jnp.asarray(mask)
+
+
+def _stats(model):
+    return jax.tree.leaves(nnx.state(model, nnx.BatchStat))
+
+
+def test_output_shapes_in_both_modes():
+    x, mask = _batch(3)
+    enc = ECGEncoder(SMALL, rngs=nnx.Rngs(0))
+    f = enc(x, mask)
+    r = enc.num_regions
+    assert (enc.dim, r) == (16, 4)
+    assert f.global_.shape == (3, 16) and f.leads.shape == (3, 12, 16)
+    assert f.regions.shape == (3, r, 16) and f.region_mask.shape == (3, r)
+    assert all(a.dtype == jnp.float32 for a in f)
+    plain = ECGEncoder(dataclasses.replace(SMALL, lead_wise=False), rngs=nnx.Rngs(0))
+    g = plain(x, mask)
+    assert g.global_.shape == (3, 16) and g.global_.dtype == jnp.float32
+    assert g.leads is None and g.regions is None and g.region_mask is None
+    assert plain.num_regions == 0
+
+
+def test_permuting_the_batch_permutes_the_outputs():
+    x, mask = _batch(6, seed=1)
+    perm = np.array([4, 2, 0, 5, 1, 3])
+    a = ECGEncoder(SMALL, rngs=nnx.Rngs(0))(x, mask)  # train mode: batch statistics
+    b = ECGEncoder(SMALL, rngs=nnx.Rngs(0))(x[perm], mask[perm])
+    for fa, fb in zip(a, b):
+        np.testing.assert_allclose(fa[perm], fb, rtol=1e-4, atol=1e-5)
+
+
+def test_absent_lead_contents_never_reach_outputs_or_statistics():
+    x, mask = _batch(4, seed=2)
+    mask = mask.at[0, :].set(1.0).at[1, 6:8].set(0.0)  # example 1 loses the septal region
+    absent = mask[..., None] == 0
+    zeroed = jnp.where(absent, 0.0, x)
+    garbage = jnp.where(absent, 1e3 * jax.random.normal(jax.random.key(9), x.shape), x)
+    garbage = garbage.at[2, :, :10].set(jnp.where(mask[2, :, None] == 0, jnp.nan, garbage[2, :, :10]))
+    m1, m2 = ECGEncoder(SMALL, rngs=nnx.Rngs(0)), ECGEncoder(SMALL, rngs=nnx.Rngs(0))
+    f1, f2 = m1(zeroed, mask), m2(garbage, mask)
+    for a, b in zip(f1, f2):
+        assert np.isfinite(np.asarray(b)).all()
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    for s1, s2 in zip(_stats(m1), _stats(m2)):
+        np.testing.assert_allclose(s1, s2, rtol=1e-5, atol=1e-6)
+    assert f1.region_mask[1, 1] == 0 and np.all(f1.regions[1, 1] == 0)
+    # A batch without the absent rows at all gives the same statistics (masked BatchNorm).
+    present = np.asarray(mask).reshape(-1) > 0
+    bb = ResNet1d(1, SMALL.widths, SMALL.blocks, SMALL.kernel, rngs=nnx.Rngs(0))
+    bb(x.reshape(-1, 1, T)[present])
+    for s_enc, s_bb in zip(_stats(m1.backbone), _stats(bb)):
+        np.testing.assert_allclose(s_enc, s_bb, rtol=1e-4, atol=1e-6)
+
+
+def test_region_and_global_features_are_masked_means_of_lead_features():
+    x, mask = _batch(5, seed=3, absent=0.5)
+    mask = mask.at[0].set(0.0)  # no lead at all: zeros everywhere, not NaN
+    f = ECGEncoder(SMALL, rngs=nnx.Rngs(0))(x, mask)
+    leads, m = np.asarray(f.leads), np.asarray(mask)
+    assert np.all(leads[m == 0] == 0)
+    regions = region_matrix(SMALL.regions)
+    for b in range(5):
+        for r in range(regions.shape[0]):
+            sel = (regions[r] > 0) & (m[b] > 0)
+            want = leads[b, sel].mean(0) if sel.any() else np.zeros(16)
+            np.testing.assert_allclose(f.regions[b, r], want, rtol=1e-5, atol=1e-6)
+            assert f.region_mask[b, r] == float(sel.any())
+        want = leads[b, m[b] > 0].mean(0) if m[b].any() else np.zeros(16)
+        np.testing.assert_allclose(f.global_[b], want, rtol=1e-5, atol=1e-6)
+
+
+def test_bfloat16_compute_gives_float32_outputs_close_to_float32():
+    x, mask = _batch(4, seed=4)
+    f32 = ECGEncoder(SMALL, rngs=nnx.Rngs(0))(x, mask)
+    bf16 = ECGEncoder(dataclasses.replace(SMALL, dtype="bfloat16"), rngs=nnx.Rngs(0))(x, mask)
+    for a, b in zip(f32, bf16):
+        assert b.dtype == jnp.float32
+        # bfloat16 keeps 8 mantissa bits: about 1% error per op, a few % after the network.
+        np.testing.assert_allclose(a, b, rtol=0.1, atol=0.05)
+    assert np.corrcoef(np.ravel(f32.leads), np.ravel(bf16.leads))[0, 1] > 0.999
+    np.testing.assert_array_equal(f32.region_mask, bf16.region_mask)
+
+
+def test_layouts_share_parameters_and_agree():
+    x, _ = _batch(3, seed=5)
+    nwc = ResNet1d(12, (8, 16), (1, 1), 5, layout="nwc", rngs=nnx.Rngs(0))
+    ncw = ResNet1d(12, (8, 16), (1, 1), 5, layout="ncw", rngs=nnx.Rngs(0))
+    np.testing.assert_allclose(nwc(x), ncw(x), rtol=1e-4, atol=1e-5)
+    for a, b in zip(_stats(nwc), _stats(ncw)):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+class _Net(nnx.Module):
+    """Encoder plus a region projection head, as a contrastive objective would use them."""
+
+    def __init__(self, bn_axis, rngs):
+        self.enc = ECGEncoder(SMALL, bn_axis=bn_axis, rngs=rngs)
+        self.head = MLPHead(16, 32, 8, bn_axis=bn_axis, rngs=rngs)
+
+    def __call__(self, x, mask):
+        f = self.enc(x, mask)
+        return f.global_, self.head(f.regions, f.region_mask)
+
+
+def test_batchnorm_over_8_devices_equals_one_device_on_the_global_batch():
+    assert jax.device_count() == 8
+    mesh = jax.make_mesh((8,), ("data",))
+    x, mask = _batch(16, seed=6, absent=0.4)  # uneven present counts per device
+    mask = mask.at[2:4].set(0.0)  # device 1 has no present lead at all
+
+    graphdef, state = nnx.split(_Net("data", nnx.Rngs(0)))
+
+    def local(state, x, mask):
+        net = nnx.merge(graphdef, state, copy=True)
+        out = net(x, mask)
+        return out, nnx.state(net)
+
+    sharded = jax.jit(
+        jax.shard_map(
+            local, mesh=mesh, in_specs=(P(), P("data"), P("data")), out_specs=(P("data"), P())
+        )
+    )
+    (g8, z8), state8 = sharded(state, x, mask)
+    ref = _Net(None, nnx.Rngs(0))
+    g1, z1 = ref(x, mask)
+    np.testing.assert_allclose(g8, g1, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(z8, z1, rtol=1e-4, atol=1e-5)
+    stats8 = jax.tree.leaves(state8.filter(nnx.BatchStat))
+    stats1 = _stats(ref)
+    assert len(stats8) == len(stats1) > 0
+    assert any(np.abs(s).max() > 1e-3 and np.abs(s - 1).max() > 1e-3 for s in stats1)
+    for a, b in zip(stats8, stats1):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def test_training_step_updates_batch_statistics():
+    x, mask = _batch(4, seed=7)
+    model = ECGEncoder(SMALL, rngs=nnx.Rngs(0))
+    before = np.asarray(model.backbone.stem.bn.mean[...]).copy()
+
+    @nnx.jit
+    def step(model, x, mask):
+        def loss_fn(model):
+            f = model(x, mask)
+            return jnp.mean(f.global_**2) + jnp.mean(f.regions**2)
+
+        return nnx.value_and_grad(loss_fn)(model)
+
+    loss, grads = step(model, x, mask)
+    assert np.isfinite(float(loss))
+    assert np.abs(model.backbone.stem.bn.mean[...] - before).max() > 1e-4
+    g = jax.tree.leaves(grads)
+    assert all(np.isfinite(np.asarray(a)).all() for a in g)
+    assert np.abs(np.asarray(grads["lead_embed"][...])).max() > 0
+
+
+def test_eval_view_uses_running_statistics():
+    x, mask = _batch(4, seed=8)
+    model = ECGEncoder(SMALL, rngs=nnx.Rngs(0))
+    model(x, mask)  # one train-mode call moves the running statistics
+    stats = [np.asarray(s).copy() for s in _stats(model)]
+    ev = nnx.view(model, use_running_average=True)
+    alone = ev(x[:1], mask[:1]).global_
+    together = ev(x, mask).global_
+    np.testing.assert_allclose(alone[0], together[0], rtol=1e-5, atol=1e-6)
+    for a, b in zip(stats, _stats(model)):
+        np.testing.assert_array_equal(a, b)  # evaluation leaves statistics alone
+    train_alone = model(x[:1], mask[:1]).global_
+    assert np.abs(train_alone[0] - alone[0]).max() > 1e-3
+
+
+def test_masked_batchnorm_without_mask_equals_nnx_batchnorm():
+    x = 3.0 * jax.random.normal(jax.random.key(0), (6, 10, 5)) + 1.0
+    ours, ref = MaskedBatchNorm(5, rngs=nnx.Rngs(0)), nnx.BatchNorm(5, rngs=nnx.Rngs(0))
+    np.testing.assert_allclose(ours(x), ref(x), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(ours.mean[...], ref.mean[...], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(ours.var[...], ref.var[...], rtol=1e-5, atol=1e-6)
+    empty = MaskedBatchNorm(5, rngs=nnx.Rngs(0))
+    empty(x, mask=jnp.zeros(6))
+    np.testing.assert_array_equal(empty.var[...], np.ones(5))  # nothing present: unchanged
+
+
+def test_mlp_head_shapes_and_mask():
+    z = jax.random.normal(jax.random.key(1), (3, 4, 16))
+    m = jnp.ones((3, 4)).at[0, 1].set(0.0)
+    head = MLPHead(16, 32, 8, rngs=nnx.Rngs(0), num_layers=3)
+    assert head(z, m).shape == (3, 4, 8) and head(z[:, 0]).shape == (3, 8)
+    a = MLPHead(16, 32, 8, rngs=nnx.Rngs(0))(z, m)
+    b = MLPHead(16, 32, 8, rngs=nnx.Rngs(0))(z.at[0, 1].set(1e4), m)
+    np.testing.assert_allclose(np.delete(np.asarray(a).reshape(12, 8), 1, 0),
+                               np.delete(np.asarray(b).reshape(12, 8), 1, 0), rtol=1e-5, atol=1e-6)
+
+
+def test_unknown_arch_lists_valid_names():
+    with pytest.raises(ValueError, match=r"model.arch='vit'.*resnet1d"):
+        ECGEncoder(dataclasses.replace(SMALL, arch="vit"), rngs=nnx.Rngs(0))
+
+
+class _MeanConv(nnx.Module):
+    """A deliberately different backbone: one conv, ReLU, time mean."""
+
+    def __init__(self, c_in, dim, rngs):
+        self.conv = nnx.Conv(c_in, dim, 3, rngs=rngs)
+        self.dim = dim
+
+    def __call__(self, x, mask=None):
+        return jnp.mean(jax.nn.relu(self.conv(jnp.swapaxes(x, 1, 2))), axis=1)
+
+
+def test_registered_backbone_slots_in():
+    register_backbone("meanconv", lambda c, cfg, *, bn_axis, rngs: _MeanConv(c, 6, rngs))
+    try:
+        enc = ECGEncoder(dataclasses.replace(SMALL, arch="meanconv"), rngs=nnx.Rngs(0))
+        x, mask = _batch(2, seed=10)
+        f = enc(x, mask)
+        assert enc.dim == 6 and f.regions.shape == (2, 4, 6)
+        with pytest.raises(ValueError, match="already registered"):
+            register_backbone("meanconv", BACKBONES["resnet1d"])
+    finally:
+        BACKBONES.pop("meanconv")
+
+
+def test_default_config_parameter_count():
+    enc = ECGEncoder(ModelConfig(), rngs=nnx.Rngs(0))
+    n = sum(p.size for p in jax.tree.leaves(nnx.state(enc, nnx.Param)))
+    # Lead-wise ResNet1d (32, 64, 128, 128) x 1 block, kernel 7: 489,248 parameters.
+    assert 450_000 < n < 530_000, n
