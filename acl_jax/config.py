@@ -28,7 +28,8 @@ class DataConfig:
     max_beats: int = 16  # R-peaks per window kept for cycle masking, padded with -1
     num_workers: int = 0  # Grain worker processes (0 is fastest on 2 cores)
     prefetch: int = 4  # batches prefetched by the Grain iterator
-    eval_stride: int = 0  # sliding-window stride for evaluation; 0 means `window`
+    eval_window: int = 0  # evaluation window; 0 means `window` (CMSC trains on window / 2)
+    eval_stride: int = 0  # sliding-window stride for evaluation; 0 means the eval window
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,6 +73,10 @@ class LossConfig:
     w_global: float = 1.0
     w_intra: float = 1.0
     w_inter: float = 0.5
+    bt_lambda: float = 5e-3  # Barlow Twins off-diagonal weight (Zbontar et al. 2021)
+    vicreg_sim: float = 25.0  # VICReg invariance weight lambda (Bardes et al. 2022)
+    vicreg_var: float = 25.0  # VICReg variance weight mu
+    vicreg_cov: float = 1.0  # VICReg covariance weight nu
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -142,8 +147,9 @@ def _coerce(text: str, typ: Any, key: str) -> Any:
             parts = [p for p in text.strip("()[] ").split(",") if p.strip()]
             return tuple(_coerce(p.strip(), elem, key) for p in parts)
     except ValueError:
-        raise ConfigError(f"--config.{key}={text!r}: expected {getattr(typ, '__name__', typ)}") \
-            from None
+        raise ConfigError(
+            f"--config.{key}={text!r}: expected {getattr(typ, '__name__', typ)}"
+        ) from None
     raise ConfigError(f"--config.{key}: unsupported field type {typ}")
 
 
@@ -182,7 +188,7 @@ def split_config_args(argv: list[str]) -> tuple[list[str], dict[str, str]]:
     while i < len(argv):
         arg = argv[i]
         if arg.startswith("--config."):
-            body = arg[len("--config."):]
+            body = arg[len("--config.") :]
             if "=" in body:
                 key, val = body.split("=", 1)
             elif i + 1 < len(argv):
@@ -203,13 +209,16 @@ def to_dict(cfg: Config) -> dict[str, Any]:
 
 def from_dict(d: dict[str, Any]) -> Config:
     """Rebuilds a Config from `to_dict` output (e.g. the JSON stored in a checkpoint)."""
+
     def build(cls, values):
         hints = _field_types(cls)
         kwargs = {}
         for k, v in values.items():
             if k not in hints:
-                raise ConfigError(f"stored config has unknown key {k!r} for {cls.__name__}; "
-                                  "was it written by a newer acl_jax?")
+                raise ConfigError(
+                    f"stored config has unknown key {k!r} for {cls.__name__}; "
+                    "was it written by a newer acl_jax?"
+                )
             t = hints[k]
             if dataclasses.is_dataclass(t):
                 kwargs[k] = build(t, v)
@@ -218,6 +227,7 @@ def from_dict(d: dict[str, Any]) -> Config:
             else:
                 kwargs[k] = v
         return cls(**kwargs)
+
     return build(Config, d)
 
 
@@ -226,7 +236,18 @@ def to_json(cfg: Config) -> str:
 
 
 __all__ = [
-    "AugmentConfig", "Config", "ConfigError", "DataConfig", "LossConfig", "ModelConfig",
-    "OptimConfig", "TrainConfig", "apply_overrides", "from_dict", "load_config",
-    "split_config_args", "to_dict", "to_json",
+    "AugmentConfig",
+    "Config",
+    "ConfigError",
+    "DataConfig",
+    "LossConfig",
+    "ModelConfig",
+    "OptimConfig",
+    "TrainConfig",
+    "apply_overrides",
+    "from_dict",
+    "load_config",
+    "split_config_args",
+    "to_dict",
+    "to_json",
 ]

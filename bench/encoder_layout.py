@@ -60,9 +60,7 @@ def make_step(cfg: ModelConfig, layout: str, dtype: str):
 
     @jax.jit
     def step(params, stats, x, mask):
-        (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-            params, stats, x, mask
-        )
+        (loss, new_stats), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, stats, x, mask)
         return loss, grads, new_stats
 
     n_params = sum(p.size for p in jax.tree.leaves(params))
@@ -87,7 +85,12 @@ def main() -> None:
             jax.block_until_ready(step(params, stats, x, mask))  # compile + first run
             first = time.perf_counter() - t0
             runs[(layout, dtype)] = dict(
-                step=step, params=params, stats=stats, times=[], cpu=[], first_s=first,
+                step=step,
+                params=params,
+                stats=stats,
+                times=[],
+                cpu=[],
+                first_s=first,
                 n_params=n_params,
             )
             print(f"{workload:9s} {layout} {dtype:8s} compile+first step {first:6.2f}s", flush=True)
@@ -117,12 +120,16 @@ def main() -> None:
             ],
         }
 
-    print(f"\n{'workload':10s} {'layout':6s} {'dtype':9s} {'median s/step':>13s} {'ratio':>6s} "
-          f"{'CPU s/step':>10s}")
+    print(
+        f"\n{'workload':10s} {'layout':6s} {'dtype':9s} {'median s/step':>13s} {'ratio':>6s} "
+        f"{'CPU s/step':>10s}"
+    )
     for workload, res in results.items():
         for v in res["variants"]:
-            print(f"{workload:10s} {v['layout']:6s} {v['dtype']:9s} {v['median_s']:13.3f} "
-                  f"{v['ratio_to_fastest']:6.2f} {v['cpu_median_s']:10.3f}")
+            print(
+                f"{workload:10s} {v['layout']:6s} {v['dtype']:9s} {v['median_s']:13.3f} "
+                f"{v['ratio_to_fastest']:6.2f} {v['cpu_median_s']:10.3f}"
+            )
         print(f"{'':10s} ({res['params']:,} params, batch {tuple(res['batch_shape'])})")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -271,8 +271,12 @@ class AclEcgTwin(nn.Module):
         g1, r1, m1 = self.encoder(x1, lm)
         g2, r2, m2 = self.encoder(x2, lm)
         return acl_ecg_loss(
-            self.global_head(g1), self.global_head(g2), self.region_head(r1),
-            self.region_head(r2), m1 * m2, self.cfg,
+            self.global_head(g1),
+            self.global_head(g2),
+            self.region_head(r1),
+            self.region_head(r2),
+            m1 * m2,
+            self.cfg,
         )
 
 

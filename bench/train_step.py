@@ -39,9 +39,10 @@ sys.path[:0] = [REPO, os.path.dirname(os.path.abspath(__file__))]
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from flax import nnx  # noqa: E402
-
 import torch_twin  # noqa: E402
+from flax import nnx  # noqa: E402
+from jax import P  # noqa: E402
+
 from acl_jax import prepare  # noqa: E402
 from acl_jax.config import Config, ModelConfig, load_config  # noqa: E402
 from acl_jax.data import pipeline  # noqa: E402
@@ -63,8 +64,9 @@ def lcd_config(data_dir: str) -> Config:
     return dataclasses.replace(
         cfg,
         data=dataclasses.replace(cfg.data, dir=data_dir, window=1000, batch_size=256),
-        model=ModelConfig(widths=(8, 16, 32, 64), blocks=(1, 1, 1, 1), kernel=9,
-                          proj_hidden=128, proj_dim=64),
+        model=ModelConfig(
+            widths=(8, 16, 32, 64), blocks=(1, 1, 1, 1), kernel=9, proj_hidden=128, proj_dim=64
+        ),
     )
 
 
@@ -95,9 +97,13 @@ def cpu_peak() -> dict:
     per_cycle = 32 if "avx512f" in flags else 16 if {"avx2", "fma"} <= flags else 8
     cores = os.cpu_count() or 1
     model = re.search(r"^model name\s*:\s*(.*)$", info, re.M)
-    return {"cores": cores, "ghz": round(ghz, 3), "flops_per_cycle": per_cycle,
-            "peak_gflops": round(cores * ghz * per_cycle, 1),
-            "cpu": model.group(1) if model else platform.processor()}
+    return {
+        "cores": cores,
+        "ghz": round(ghz, 3),
+        "flops_per_cycle": per_cycle,
+        "peak_gflops": round(cores * ghz * per_cycle, 1),
+        "cpu": model.group(1) if model else platform.processor(),
+    }
 
 
 def reset_peak_rss() -> None:
@@ -127,14 +133,25 @@ class Jax:
             self.opt = nnx.Optimizer(self.model, tx, wrt=nnx.Param)
         self.params = sum(x.size for x in jax.tree.leaves(nnx.state(self.model.encoder, nnx.Param)))
         self.step = make_train_step(self.mesh, cfg.seed)
-        self.it = iter(pipeline.train_dataset(
-            cfg.data.dir, cfg.data.train_split, window=cfg.data.window,
-            max_beats=cfg.data.max_beats, batch_size=b, seed=0, num_workers=0,
-            prefetch=cfg.data.prefetch))
+        self.it = iter(
+            pipeline.train_dataset(
+                cfg.data.dir,
+                cfg.data.train_split,
+                window=cfg.data.window,
+                max_beats=cfg.data.max_beats,
+                batch_size=b,
+                seed=0,
+                num_workers=0,
+                prefetch=cfg.data.prefetch,
+            )
+        )
         self.host = self.next_host()
         self.fixed = self.put(self.host)
         views = TwoViews(cfg, fs)
-        self.views = jax.jit(lambda keys, batch: views(keys, batch))
+        # The keys must be split over "data" like the batch (explicit-sharding mesh).
+        self.views = jax.jit(
+            lambda keys, batch: views(jax.sharding.reshard(keys, P(DATA_AXIS)), batch)
+        )
         self.keys = jax.random.split(jax.random.key(1), b)
 
     def next_host(self) -> dict:
@@ -159,8 +176,11 @@ class Jax:
             jax.block_until_ready(self.call(self.fixed))  # nnx.jit's own trace + compile
             first = time.perf_counter() - t0
             jax.block_until_ready(self.views(self.keys, self.fixed))
-        return {"compile_s": round(aot, 2), "first_call_s": round(first, 2),
-                "flops_per_step": float(cost.get("flops", float("nan")))}
+        return {
+            "compile_s": round(aot, 2),
+            "first_call_s": round(first, 2),
+            "flops_per_step": float(cost.get("flops", float("nan"))),
+        }
 
     def call(self, batch):
         self.k += 1
@@ -211,8 +231,16 @@ class Torch:
         self.loaders = {}
         for w in (0, 2):
             sampler = torch.utils.data.RandomSampler(ds, num_samples=10**7)  # epochs chained
-            dl = torch.utils.data.DataLoader(ds, batch_size=b, sampler=sampler, drop_last=True,
-                                             num_workers=w, persistent_workers=w > 0)
+            # spawn, not fork: forking this process (JAX and Grain threads running) segfaulted.
+            dl = torch.utils.data.DataLoader(
+                ds,
+                batch_size=b,
+                sampler=sampler,
+                drop_last=True,
+                num_workers=w,
+                persistent_workers=w > 0,
+                multiprocessing_context="spawn" if w else None,
+            )
             self.loaders[w] = iter(dl)
         self.gen = torch.Generator().manual_seed(1)
 
@@ -237,8 +265,9 @@ class Torch:
         return time.perf_counter() - t0
 
 
-def measure(name: str, cfg: Config, absent: list[int], fs: int, steps: int, rounds: int,
-            peak: dict) -> dict:
+def measure(
+    name: str, cfg: Config, absent: list[int], fs: int, steps: int, rounds: int, peak: dict
+) -> dict:
     b = cfg.data.batch_size
     print(f"[{name}] building (batch {b}, window {cfg.data.window})...", flush=True)
     j = Jax(cfg, fs, absent)
@@ -246,42 +275,62 @@ def measure(name: str, cfg: Config, absent: list[int], fs: int, steps: int, roun
     t = Torch(cfg, j, absent)
     if t.params != j.params:
         raise AssertionError(f"twin has {t.params} encoder parameters, acl_jax {j.params}")
-    t.run_step(1), t.run_e2e(1, 0), t.run_e2e(1, 2), j.run_e2e(1)  # warm-up (workers start)
+    # Warm-up: torch's first steps allocate (several x slower); DataLoader workers start.
+    t.run_step(3), t.run_e2e(1, 0), t.run_e2e(1, 2), j.run_e2e(2), j.run_augment(1)
     modes = {
-        "jax_step": (j.run_step, "jax"), "torch_step": (t.run_step, "torch"),
-        "jax_e2e": (j.run_e2e, "jax"), "torch_e2e_w0": (lambda n: t.run_e2e(n, 0), "torch"),
+        "jax_step": (j.run_step, "jax"),
+        "torch_step": (t.run_step, "torch"),
+        "jax_e2e": (j.run_e2e, "jax"),
+        "torch_e2e_w0": (lambda n: t.run_e2e(n, 0), "torch"),
         "torch_e2e_w2": (lambda n: t.run_e2e(n, 2), "torch"),
-        "jax_augment": (j.run_augment, "jax"), "torch_augment": (t.run_augment, "torch"),
+        "jax_augment": (j.run_augment, "jax"),
+        "torch_augment": (t.run_augment, "torch"),
     }
     times = {k: [] for k in modes}
+    cpu = {k: [] for k in modes}  # CPU seconds of this process per step (workers not counted)
     rss = {"jax": 0.0, "torch": 0.0}
     for r in range(rounds):
         for mode, (fn, fw) in modes.items():
             reset_peak_rss()
+            c0 = time.process_time()
             times[mode].append(fn(steps) / steps)
+            cpu[mode].append((time.process_time() - c0) / steps)
             rss[fw] = max(rss[fw], peak_rss_mb())
-        print(f"[{name}] round {r + 1}/{rounds}: "
-              + ", ".join(f"{k} {b / v[-1]:.0f}/s" for k, v in times.items()), flush=True)
+        print(
+            f"[{name}] round {r + 1}/{rounds}: "
+            + ", ".join(f"{k} {b / v[-1]:.0f}/s" for k, v in times.items()),
+            flush=True,
+        )
     sec = {k: statistics.median(v) for k, v in times.items()}
     sps = {k: b / v for k, v in sec.items()}
     flops = info["flops_per_step"]
-    util = {k: flops / sec[k] / (peak["peak_gflops"] * 1e9)
-            for k in ("jax_step", "jax_e2e", "torch_step", "torch_e2e_w0")}
+    util = {
+        k: flops / sec[k] / (peak["peak_gflops"] * 1e9)
+        for k in ("jax_step", "jax_e2e", "torch_step", "torch_e2e_w0")
+    }
     return {
-        "batch_size": b, "window": cfg.data.window, "leads_present": 12 - len(absent),
-        "widths": list(cfg.model.widths), "blocks": list(cfg.model.blocks),
-        "kernel": cfg.model.kernel, "encoder_params": int(j.params), **info,
+        "batch_size": b,
+        "window": cfg.data.window,
+        "leads_present": 12 - len(absent),
+        "widths": list(cfg.model.widths),
+        "blocks": list(cfg.model.blocks),
+        "kernel": cfg.model.kernel,
+        "encoder_params": int(j.params),
+        **info,
         "samples_per_s": {k: round(v, 1) for k, v in sps.items()},
         "steps_per_s": {k: round(1 / v, 3) for k, v in sec.items()},
         "step_s_all_rounds": {k: [round(x, 4) for x in v] for k, v in times.items()},
+        "cpu_s_per_step": {k: round(statistics.median(v), 4) for k, v in cpu.items()},
         "jax_over_torch": {
             "step": round(sps["jax_step"] / sps["torch_step"], 3),
             "e2e_vs_w0": round(sps["jax_e2e"] / sps["torch_e2e_w0"], 3),
             "e2e_vs_w2": round(sps["jax_e2e"] / sps["torch_e2e_w2"], 3),
             "augment": round(sps["jax_augment"] / sps["torch_augment"], 3),
         },
-        "augment_share_of_step": {"jax": round(sec["jax_augment"] / sec["jax_step"], 3),
-                                  "torch": round(sec["torch_augment"] / sec["torch_step"], 3)},
+        "augment_share_of_step": {
+            "jax": round(sec["jax_augment"] / sec["jax_step"], 3),
+            "torch": round(sec["torch_augment"] / sec["torch_step"], 3),
+        },
         "util_of_peak": {k: round(v, 4) for k, v in util.items()},
         "peak_rss_mb": {k: round(v) for k, v in rss.items()},
     }
@@ -292,29 +341,54 @@ def lcd_summary(res: dict) -> dict:
     views x 8 leads: the same backbone work per record, so the 2-view figure is compared as is;
     `three_view_equivalent` (x 2/3) is the conservative bound if a third 12-lead view were run."""
     e2e = res["samples_per_s"]["jax_e2e"]
-    return {"bar_samples_per_s": LCD_BAR, "jax_e2e": e2e, "three_view_equivalent":
-            round(e2e * 2 / 3, 1), "meets_bar": e2e >= LCD_BAR, "lcd_reference": [240, 320]}
+    return {
+        "bar_samples_per_s": LCD_BAR,
+        "jax_e2e": e2e,
+        "three_view_equivalent": round(e2e * 2 / 3, 1),
+        "meets_bar": e2e >= LCD_BAR,
+        "lcd_reference": [240, 320],
+    }
 
 
 def prepare_sample(tmp: str) -> str:
     out = os.path.join(tmp, "prepared")
-    prepare.run(prepare.PrepareArgs(dataset="ptbxl", src=os.path.join(REPO, "data/sample/ptbxl"),
-                                    out=out, splits="train=1-6", workers=1))
+    prepare.run(
+        prepare.PrepareArgs(
+            dataset="ptbxl",
+            src=os.path.join(REPO, "data/sample/ptbxl"),
+            out=out,
+            splits="train=1-6",
+            workers=1,
+        )
+    )
     return out
 
 
 def print_table(results: dict) -> None:
-    cols = ["jax_step", "torch_step", "jax_e2e", "torch_e2e_w0", "torch_e2e_w2", "jax_augment",
-            "torch_augment"]
+    cols = [
+        "jax_step",
+        "torch_step",
+        "jax_e2e",
+        "torch_e2e_w0",
+        "torch_e2e_w2",
+        "jax_augment",
+        "torch_augment",
+    ]
     print("\nsamples/s (median over rounds)")
-    print(f"{'config':8}" + "".join(f"{c:>14}" for c in cols)
-          + f"{'J/T step':>10}{'J/T e2e':>9}{'GFLOP':>8}{'util J':>8}{'compile':>9}")
+    print(
+        f"{'config':8}"
+        + "".join(f"{c:>14}" for c in cols)
+        + f"{'J/T step':>10}{'J/T e2e':>9}{'GFLOP':>8}{'util J':>8}{'compile':>9}"
+    )
     for name, r in results.items():
         s = r["samples_per_s"]
-        print(f"{name:8}" + "".join(f"{s[c]:>14.0f}" for c in cols)
-              + f"{r['jax_over_torch']['step']:>10.2f}{r['jax_over_torch']['e2e_vs_w0']:>9.2f}"
-              + f"{r['flops_per_step'] / 1e9:>8.1f}{r['util_of_peak']['jax_step']:>8.1%}"
-              + f"{r['compile_s']:>8.1f}s")
+        print(
+            f"{name:8}"
+            + "".join(f"{s[c]:>14.0f}" for c in cols)
+            + f"{r['jax_over_torch']['step']:>10.2f}{r['jax_over_torch']['e2e_vs_w0']:>9.2f}"
+            + f"{r['flops_per_step'] / 1e9:>8.1f}{r['util_of_peak']['jax_step']:>8.1%}"
+            + f"{r['compile_s']:>8.1f}s"
+        )
 
 
 def main() -> None:
@@ -337,12 +411,20 @@ def main() -> None:
         load_after = os.getloadavg()
     print_table(results)
     report = {
-        "results": results, "cpu_peak": peak, "steps_per_window": args.steps,
-        "rounds": args.rounds, "data": args.data or "data/sample/ptbxl (prepared, 100 Hz)",
-        "load_avg_before": load_before, "load_avg_after": load_after,
+        "results": results,
+        "cpu_peak": peak,
+        "steps_per_window": args.steps,
+        "rounds": args.rounds,
+        "data": args.data or "data/sample/ptbxl (prepared, 100 Hz)",
+        "load_avg_before": load_before,
+        "load_avg_after": load_after,
         "uptime": os.popen("uptime").read().strip(),
-        "versions": {"jax": jax.__version__, "torch": torch.__version__,
-                     "torch_threads": torch.get_num_threads(), "python": platform.python_version()},
+        "versions": {
+            "jax": jax.__version__,
+            "torch": torch.__version__,
+            "torch_threads": torch.get_num_threads(),
+            "python": platform.python_version(),
+        },
     }
     if "lcd" in results:
         report["lcd_comparison"] = lcd_summary(results["lcd"])

@@ -2,35 +2,47 @@
 
 Benchmark folds (PTB-XL's recommended split: train 1-8, val 9, test 10):
 
-  python -m acl_jax.prepare --dataset ptbxl --src /tmp/acl_data/ptbxl --out data/prepared/ptbxl100 \
-      --fs 100 --splits train=1-8,val=9,test=10
+  python -m acl_jax.prepare --dataset ptbxl --src /tmp/acl_data/ptbxl \
+      --out data/prepared/ptbxl100 --fs 100 --splits train=1-8,val=9,test=10
   python -m acl_jax.train --config configs/acl_ecg_ptbxl.py --workdir runs/acl_ecg_ptbxl \
       --config.data.dir=data/prepared/ptbxl100
   python -m acl_jax.eval --workdir runs/acl_ecg_ptbxl --data data/prepared/ptbxl100 \
-      --train-split train --val-split val --test-split test
+      --task superdiagnostic --out runs/acl_ecg_ptbxl/eval_superdiagnostic.json
 
-Local variant (folds 1-6 only: train 1-4, val 5, test 6; a quicker prepare, same model):
+Local variant (train 1-4, val 5, test 6: a quicker prepare and epoch, same model):
 
   python -m acl_jax.prepare --dataset ptbxl --src /tmp/acl_data/ptbxl \
       --out data/prepared/ptbxl100_local --fs 100 --splits train=1-4,val=5,test=6
   python -m acl_jax.train --config configs/acl_ecg_ptbxl.py --workdir runs/acl_ecg_ptbxl_local \
       --config.data.dir=data/prepared/ptbxl100_local
-  python -m acl_jax.eval --workdir runs/acl_ecg_ptbxl_local \
-      --data data/prepared/ptbxl100_local --train-split train --val-split val --test-split test
+  python -m acl_jax.eval --workdir runs/acl_ecg_ptbxl_local --data data/prepared/ptbxl100_local \
+      --task superdiagnostic --out runs/acl_ecg_ptbxl_local/eval_superdiagnostic.json
+
+(Other PTB-XL tasks: all, diagnostic, subdiagnostic, form, rhythm; add --protocol finetune or
+--label-fraction F for the other evaluation protocols.)
 
 Choices:
 - Window 250 samples = 2.5 s at 100 Hz, random crops of the 10 s records: the CLOCS / 3KG
   lineage trains contrastive ECG encoders on 2.5 s segments (2-3 beats, enough for cycle
-  masking), and 4 crops per record is cheap extra view diversity.
-- Batch 256 (the optimizer's reference batch: lr 1e-3 is used as is), AdamW, warmup 500.
-- Encoder: lead-wise ResNet1d, widths (16, 32, 64, 64), one block per stage, kernel 7
-  (123k parameters). Measured end to end at batch 256 on the 2-core CPU with
-  bench/train_step.py (bench/results/train_step.json, config "real"): see bench/README.md.
-  The steps budget assumes about 1 step/s: 30 minutes -> 1800 steps (~26 epochs of folds 1-8).
+  masking), and a 10 s record holds four such crops, cheap extra view diversity.
+- Batch 256 (the optimizer's reference batch, so lr 1e-3 is used as is), AdamW, warmup 500.
+- Encoder: lead-wise ResNet1d, widths (8, 16, 32, 64), one block per stage, kernel 7: 61.6k
+  parameters, the size class of the ACL-ECG authors' 78k-parameter per-lead backbone, and
+  about 26 GFLOP per step (XLA cost analysis). Wider encoders cost proportionally more steps:
+  (16, 32, 64, 64) is 2.6x the FLOPs. Measured with bench/train_step.py (config "real",
+  bench/results/train_step.json; figures in bench/README.md).
+- Steps: STEPS_BUDGET below, from that measured end-to-end rate x 1800 s.
 """
 
-from acl_jax.config import (AugmentConfig, Config, DataConfig, LossConfig, ModelConfig,
-                            OptimConfig, TrainConfig)
+from acl_jax.config import (
+    AugmentConfig,
+    Config,
+    DataConfig,
+    LossConfig,
+    ModelConfig,
+    OptimConfig,
+    TrainConfig,
+)
 
 
 def get_config() -> Config:
@@ -39,8 +51,9 @@ def get_config() -> Config:
         objective="acl_ecg",
         data=DataConfig(dir="data/prepared/ptbxl100", window=250, batch_size=256, max_beats=8),
         augment=AugmentConfig(),
-        model=ModelConfig(widths=(16, 32, 64, 64), blocks=(1, 1, 1, 1), kernel=7,
-                          proj_hidden=256, proj_dim=128),
+        model=ModelConfig(
+            widths=(8, 16, 32, 64), blocks=(1, 1, 1, 1), kernel=7, proj_hidden=256, proj_dim=128
+        ),
         loss=LossConfig(temperature=0.1, w_global=1.0, w_intra=1.0, w_inter=0.5),
         optim=OptimConfig(name="adamw", lr=1e-3, warmup_steps=500),
         train=TrainConfig(steps=1800, log_every=50, ckpt_every=300, keep=3),

@@ -6,8 +6,15 @@
       [--config.data.dir=data/prepared/sample --config.train.steps=100]
 """
 
-from acl_jax.config import (AugmentConfig, Config, DataConfig, LossConfig, ModelConfig,
-                            OptimConfig, TrainConfig)
+from acl_jax.config import (
+    AugmentConfig,
+    Config,
+    DataConfig,
+    LossConfig,
+    ModelConfig,
+    OptimConfig,
+    TrainConfig,
+)
 
 
 def get_config() -> Config:

@@ -24,6 +24,13 @@ def prepared_sample(tmp_path_factory) -> Path:
     from acl_jax.prepare import PrepareArgs, run
 
     out = tmp_path_factory.mktemp("prepared") / "sample"
-    run(PrepareArgs(dataset="ptbxl", src=str(SAMPLE_PTBXL), out=str(out),
-                    splits="train=1-4,val=5,test=6", workers=1))
+    run(
+        PrepareArgs(
+            dataset="ptbxl",
+            src=str(SAMPLE_PTBXL),
+            out=str(out),
+            splits="train=1-4,val=5,test=6",
+            workers=1,
+        )
+    )
     return out

@@ -4,38 +4,56 @@ from pathlib import Path
 
 import pytest
 
-from acl_jax.config import (Config, ConfigError, apply_overrides, from_dict, load_config,
-                            split_config_args, to_dict)
+from acl_jax.config import (
+    Config,
+    ConfigError,
+    apply_overrides,
+    from_dict,
+    load_config,
+    split_config_args,
+    to_dict,
+)
 from acl_jax.leads import parse_regions
 
 CONFIGS = sorted(Path(__file__).parent.parent.joinpath("configs").glob("*.py"))
 
 
 def test_overrides_are_typed():
-    cfg = apply_overrides(Config(), {"train.steps": "7", "model.widths": "8,16",
-                                     "model.lead_wise": "false", "loss.temperature": "0.2",
-                                     "objective": "simclr"})
+    cfg = apply_overrides(
+        Config(),
+        {
+            "train.steps": "7",
+            "model.widths": "8,16",
+            "model.lead_wise": "false",
+            "loss.temperature": "0.2",
+            "objective": "simclr",
+        },
+    )
     assert cfg.train.steps == 7 and cfg.model.widths == (8, 16)
     assert cfg.model.lead_wise is False and cfg.loss.temperature == 0.2
     assert cfg.objective == "simclr"
 
 
-@pytest.mark.parametrize("key,value,needle", [
-    ("train.stepz", "1", "'stepz' is not one of"),
-    ("nope", "1", "'nope' is not one of"),
-    ("train.steps", "many", "expected int"),
-    ("model.lead_wise", "maybe", "expected bool"),
-    ("train", "3", "is a group"),
-    ("seed.x", "1", "has no sub-keys"),
-])
+@pytest.mark.parametrize(
+    "key,value,needle",
+    [
+        ("train.stepz", "1", "'stepz' is not one of"),
+        ("nope", "1", "'nope' is not one of"),
+        ("train.steps", "many", "expected int"),
+        ("model.lead_wise", "maybe", "expected bool"),
+        ("train", "3", "is a group"),
+        ("seed.x", "1", "has no sub-keys"),
+    ],
+)
 def test_bad_overrides_name_the_key(key, value, needle):
     with pytest.raises(ConfigError, match=needle):
         apply_overrides(Config(), {key: value})
 
 
 def test_split_config_args():
-    rest, ov = split_config_args(["--workdir", "w", "--config.train.steps=3",
-                                  "--config.data.dir", "d", "--config", "c.py"])
+    rest, ov = split_config_args(
+        ["--workdir", "w", "--config.train.steps=3", "--config.data.dir", "d", "--config", "c.py"]
+    )
     assert rest == ["--workdir", "w", "--config", "c.py"]
     assert ov == {"train.steps": "3", "data.dir": "d"}
 

@@ -67,7 +67,9 @@ def test_absent_lead_contents_never_reach_outputs_or_statistics():
     absent = mask[..., None] == 0
     zeroed = jnp.where(absent, 0.0, x)
     garbage = jnp.where(absent, 1e3 * jax.random.normal(jax.random.key(9), x.shape), x)
-    garbage = garbage.at[2, :, :10].set(jnp.where(mask[2, :, None] == 0, jnp.nan, garbage[2, :, :10]))
+    garbage = garbage.at[2, :, :10].set(
+        jnp.where(mask[2, :, None] == 0, jnp.nan, garbage[2, :, :10])
+    )
     m1, m2 = ECGEncoder(SMALL, rngs=nnx.Rngs(0)), ECGEncoder(SMALL, rngs=nnx.Rngs(0))
     f1, f2 = m1(zeroed, mask), m2(garbage, mask)
     for a, b in zip(f1, f2):
@@ -152,12 +154,13 @@ def test_batchnorm_over_8_devices_equals_one_device_on_the_global_batch():
             local, mesh=mesh, in_specs=(P(), P("data"), P("data")), out_specs=(P("data"), P())
         )
     )
-    (g8, z8), state8 = sharded(state, x, mask)
+    batch = jax.sharding.NamedSharding(mesh, P("data"))
+    (g8, z8), state8 = sharded(state, jax.device_put(x, batch), jax.device_put(mask, batch))
     ref = _Net(None, nnx.Rngs(0))
     g1, z1 = ref(x, mask)
     np.testing.assert_allclose(g8, g1, rtol=1e-4, atol=1e-5)
     np.testing.assert_allclose(z8, z1, rtol=1e-4, atol=1e-5)
-    stats8 = jax.tree.leaves(state8.filter(nnx.BatchStat))
+    stats8 = jax.tree.leaves(nnx.filter_state(state8, nnx.BatchStat))
     stats1 = _stats(ref)
     assert len(stats8) == len(stats1) > 0
     assert any(np.abs(s).max() > 1e-3 and np.abs(s - 1).max() > 1e-3 for s in stats1)
@@ -219,8 +222,12 @@ def test_mlp_head_shapes_and_mask():
     assert head(z, m).shape == (3, 4, 8) and head(z[:, 0]).shape == (3, 8)
     a = MLPHead(16, 32, 8, rngs=nnx.Rngs(0))(z, m)
     b = MLPHead(16, 32, 8, rngs=nnx.Rngs(0))(z.at[0, 1].set(1e4), m)
-    np.testing.assert_allclose(np.delete(np.asarray(a).reshape(12, 8), 1, 0),
-                               np.delete(np.asarray(b).reshape(12, 8), 1, 0), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(
+        np.delete(np.asarray(a).reshape(12, 8), 1, 0),
+        np.delete(np.asarray(b).reshape(12, 8), 1, 0),
+        rtol=1e-5,
+        atol=1e-6,
+    )
 
 
 def test_unknown_arch_lists_valid_names():
@@ -253,7 +260,7 @@ def test_registered_backbone_slots_in():
 
 
 def test_default_config_parameter_count():
-    enc = ECGEncoder(ModelConfig(), rngs=nnx.Rngs(0))
+    enc = nnx.eval_shape(lambda: ECGEncoder(ModelConfig(), rngs=nnx.Rngs(0)))  # no compute
     n = sum(p.size for p in jax.tree.leaves(nnx.state(enc, nnx.Param)))
     # Lead-wise ResNet1d (32, 64, 128, 128) x 1 block, kernel 7: 489,248 parameters.
     assert 450_000 < n < 530_000, n

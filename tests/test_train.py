@@ -28,10 +28,12 @@ TINY = REPO / "configs" / "tiny.py"
 
 def tiny(data_dir, **train):
     cfg = load_config(TINY)
-    return replace(cfg, data={"dir": str(data_dir), "batch_size": 16, "window": 200},
-                   model={"widths": (8, 16), "blocks": (1, 1), "proj_hidden": 32,
-                          "proj_dim": 16},
-                   train={"log_every": 5, **train})
+    return replace(
+        cfg,
+        data={"dir": str(data_dir), "batch_size": 16, "window": 200},
+        model={"widths": (8, 16), "blocks": (1, 1), "proj_hidden": 32, "proj_dim": 16},
+        train={"log_every": 5, **train},
+    )
 
 
 def params_of(model) -> list[np.ndarray]:
@@ -40,8 +42,15 @@ def params_of(model) -> list[np.ndarray]:
 
 def cli(*args, env=None, **kw):
     env = {**os.environ, "JAX_NUM_CPU_DEVICES": "2", **(env or {})}
-    return subprocess.Popen([sys.executable, "-m", "acl_jax.train", *args], cwd=REPO, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, **kw)
+    return subprocess.Popen(
+        [sys.executable, "-m", "acl_jax.train", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kw,
+    )
 
 
 def test_loss_falls(prepared_sample, tmp_path):
@@ -60,9 +69,18 @@ def test_eight_devices_equal_one(prepared_sample):
     """A full step (augmentation, sync BatchNorm, region loss, AdamW) on 8 devices == on 1."""
     cfg = tiny(prepared_sample, steps=10)
     fs = pipeline.read_manifest(cfg.data.dir)["fs"]
-    host = next(iter(pipeline.train_dataset(
-        cfg.data.dir, "train", window=cfg.data.window, max_beats=cfg.data.max_beats,
-        batch_size=cfg.data.batch_size, seed=0)))
+    host = next(
+        iter(
+            pipeline.train_dataset(
+                cfg.data.dir,
+                "train",
+                window=cfg.data.window,
+                max_beats=cfg.data.max_beats,
+                batch_size=cfg.data.batch_size,
+                seed=0,
+            )
+        )
+    )
     results = []
     for devices in (jax.devices()[:1], jax.devices()[:8]):
         mesh = make_mesh(devices)
@@ -72,8 +90,13 @@ def test_eight_devices_equal_one(prepared_sample):
             opt = nnx.Optimizer(model, make_optimizer(cfg.optim, 16, 10)[0], wrt=nnx.Param)
             step = make_train_step(mesh, seed=3)
             metrics = [step(model, opt, shard_batch(host, mesh), np.int32(s)) for s in (1, 2)]
-            results.append((jax.device_get(metrics), params_of(model),
-                            [np.asarray(x) for x in jax.tree.leaves(nnx.state(model, nnx.BatchStat))]))
+            results.append(
+                (
+                    jax.device_get(metrics),
+                    params_of(model),
+                    [np.asarray(x) for x in jax.tree.leaves(nnx.state(model, nnx.BatchStat))],
+                )
+            )
     (m1, p1, b1), (m8, p8, b8) = results
     for a, b in zip(m1, m8):
         np.testing.assert_allclose(a["loss"], b["loss"], rtol=1e-5)
@@ -84,10 +107,17 @@ def test_eight_devices_equal_one(prepared_sample):
 
 def test_resume_after_kill_is_exact(prepared_sample, tmp_path):
     """2N steps straight == N steps, SIGKILL, restart, finish (parameters identical)."""
-    common = ["--config", str(TINY), f"--config.data.dir={prepared_sample}",
-              "--config.data.batch_size=16", "--config.model.widths=8,16",
-              "--config.model.blocks=1,1", "--config.train.steps=12", "--config.train.ckpt_every=6",
-              "--config.train.async_checkpoint=false"]
+    common = [
+        "--config",
+        str(TINY),
+        f"--config.data.dir={prepared_sample}",
+        "--config.data.batch_size=16",
+        "--config.model.widths=8,16",
+        "--config.model.blocks=1,1",
+        "--config.train.steps=12",
+        "--config.train.ckpt_every=6",
+        "--config.train.async_checkpoint=false",
+    ]
     straight = cli(*common, "--workdir", str(tmp_path / "a"))
     out_a = straight.communicate(timeout=300)[0]
     assert straight.returncode == 0, out_a
@@ -113,9 +143,17 @@ def test_resume_after_kill_is_exact(prepared_sample, tmp_path):
 
 
 def test_sigterm_saves_and_resumes(prepared_sample, tmp_path):
-    args = ["--config", str(TINY), "--workdir", str(tmp_path), f"--config.data.dir={prepared_sample}",
-            "--config.data.batch_size=16", "--config.train.steps=100000",
-            "--config.train.ckpt_every=100000", "--config.train.log_every=1"]
+    args = [
+        "--config",
+        str(TINY),
+        "--workdir",
+        str(tmp_path),
+        f"--config.data.dir={prepared_sample}",
+        "--config.data.batch_size=16",
+        "--config.train.steps=100000",
+        "--config.train.ckpt_every=100000",
+        "--config.train.log_every=1",
+    ]
     proc = cli(*args)
     for line in proc.stdout:  # wait until training is under way
         if line.startswith("step 3/"):
@@ -132,8 +170,10 @@ def test_sigterm_saves_and_resumes(prepared_sample, tmp_path):
 
 
 def test_non_finite_loss_keeps_last_good_checkpoint(prepared_sample, tmp_path):
-    cfg = replace(tiny(prepared_sample, steps=30, ckpt_every=1),
-                  optim={"lr": 1e9, "clip_norm": 0.0, "warmup_steps": 0})
+    cfg = replace(
+        tiny(prepared_sample, steps=30, ckpt_every=1),
+        optim={"lr": 1e9, "clip_norm": 0.0, "warmup_steps": 0},
+    )
     with pytest.raises(NonFiniteLoss, match="last good checkpoint"):
         train(cfg, tmp_path)
     model, _, _, step = load_pretrainer(tmp_path)
@@ -162,10 +202,20 @@ def _free_port() -> int:
 def test_two_processes_train_and_checkpoint(prepared_sample, tmp_path):
     """2 processes x 2 emulated devices on localhost: a real multi-host run."""
     port = _free_port()
-    args = ["--config", str(TINY), "--workdir", str(tmp_path), f"--config.data.dir={prepared_sample}",
-            "--config.data.batch_size=16", "--config.model.widths=8,16",
-            "--config.model.blocks=1,1", "--config.train.steps=6", "--config.train.ckpt_every=3",
-            f"--coordinator=127.0.0.1:{port}", "--num_processes=2"]
+    args = [
+        "--config",
+        str(TINY),
+        "--workdir",
+        str(tmp_path),
+        f"--config.data.dir={prepared_sample}",
+        "--config.data.batch_size=16",
+        "--config.model.widths=8,16",
+        "--config.model.blocks=1,1",
+        "--config.train.steps=6",
+        "--config.train.ckpt_every=3",
+        f"--coordinator=127.0.0.1:{port}",
+        "--num_processes=2",
+    ]
     procs = [cli(*args, f"--process_id={i}") for i in range(2)]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outs

@@ -34,8 +34,19 @@ from acl_jax.leads import NUM_LEADS
 
 UV_PER_MV = 1000.0
 FIELDS = (
-    "id", "patient", "dataset", "fold", "fs", "orig_fs", "signal", "lead_mask", "rpeaks",
-    "age", "sex", "codes", "labels",
+    "id",
+    "patient",
+    "dataset",
+    "fold",
+    "fs",
+    "orig_fs",
+    "signal",
+    "lead_mask",
+    "rpeaks",
+    "age",
+    "sex",
+    "codes",
+    "labels",
 )
 
 
@@ -46,8 +57,9 @@ def encode(rec: dict[str, Any]) -> bytes:
         raise KeyError(f"record {rec.get('id', '?')!r} lacks fields {missing}")
     sig = np.asarray(rec["signal"])
     if sig.dtype != np.int16 or sig.ndim != 2 or sig.shape[0] != NUM_LEADS:
-        raise ValueError(f"record {rec['id']!r}: signal must be int16 (12, T), got "
-                         f"{sig.dtype} {sig.shape}")
+        raise ValueError(
+            f"record {rec['id']!r}: signal must be int16 (12, T), got {sig.dtype} {sig.shape}"
+        )
     mask = np.asarray(rec["lead_mask"], np.uint8)
     rpeaks = np.asarray(rec["rpeaks"], np.int32)
     if mask.shape != (NUM_LEADS,):

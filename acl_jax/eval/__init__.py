@@ -67,9 +67,11 @@ def _check_args(a: EvalArgs, manifest: dict) -> None:
         raise EvalError(f"--splits={','.join(a.splits)}: give three distinct names train,val,test")
     missing = [s for s in a.splits if s not in manifest["splits"]]
     if missing:
-        raise EvalError(f"split(s) {missing} are not in {a.data}/manifest.json (available: "
-                        f"{sorted(manifest['splits'])}): pass --splits=TRAIN,VAL,TEST with "
-                        "existing names or prepare the data with those splits")
+        raise EvalError(
+            f"split(s) {missing} are not in {a.data}/manifest.json (available: "
+            f"{sorted(manifest['splits'])}): pass --splits=TRAIN,VAL,TEST with "
+            "existing names or prepare the data with those splits"
+        )
     if a.workdir is None and not (a.init == "random" and a.config):
         raise EvalError("--workdir is required (or --init=random with --config=configs/X.py)")
 
@@ -89,14 +91,18 @@ def load_encoder(a: EvalArgs, manifest: dict) -> tuple[nnx.Module, Config, int, 
 def check_compatible(cfg: Config, fs: int, manifest: dict, a: EvalArgs) -> None:
     """The checkpoint's config must describe inputs like the data's: rate and window length."""
     if int(manifest["fs"]) != fs:
-        raise EvalError(f"the checkpoint was trained on {fs} Hz data but {a.data} is prepared at "
-                        f"{manifest['fs']} Hz: prepare the data with --fs {fs} or evaluate a "
-                        "checkpoint trained at that rate")
+        raise EvalError(
+            f"the checkpoint was trained on {fs} Hz data but {a.data} is prepared at "
+            f"{manifest['fs']} Hz: prepare the data with --fs {fs} or evaluate a "
+            "checkpoint trained at that rate"
+        )
     lengths = [m["length"] for m in pipeline.split_metadata(a.data, a.splits[0])]
     if cfg.data.window > statistics.median(lengths):
-        raise EvalError(f"the checkpoint's window ({cfg.data.window} samples) is longer than "
-                        f"most records of {a.data}/{a.splits[0]} (median "
-                        f"{statistics.median(lengths)} samples): use data with longer records")
+        raise EvalError(
+            f"the checkpoint's window ({cfg.data.window} samples) is longer than "
+            f"most records of {a.data}/{a.splits[0]} (median "
+            f"{statistics.median(lengths)} samples): use data with longer records"
+        )
 
 
 def _metrics(y: np.ndarray, s: np.ndarray, classes: list[str], a: EvalArgs) -> dict:
@@ -129,16 +135,28 @@ class Evaluation:
         if self.a.protocol == "linear":
             return self.probe.scores(self._features(split)[index])
         return features.record_outputs(
-            features.inference_view(self.classifier), class_probabilities, self.a.data, split,
-            self.cfg, self.mesh, batch_size=self.a.batch_size)[index]
+            features.inference_view(self.classifier),
+            class_probabilities,
+            self.a.data,
+            split,
+            self.cfg,
+            self.mesh,
+            batch_size=self.a.batch_size,
+        )[index]
 
     def _features(self, split: str) -> np.ndarray:
         if split in self._feature_cache:
             return self._feature_cache[split]
         t0 = time.perf_counter()
         out = features.record_outputs(
-            self.view, features.encoder_features, self.a.data, split, self.cfg, self.mesh,
-            batch_size=self.a.batch_size)
+            self.view,
+            features.encoder_features,
+            self.a.data,
+            split,
+            self.cfg,
+            self.mesh,
+            batch_size=self.a.batch_size,
+        )
         self.timings[f"features_{split}_s"] = time.perf_counter() - t0
         self._feature_cache[split] = out
         return out
@@ -159,27 +177,47 @@ class Evaluation:
             x_train = self._features(train_split)[train.index]
             x_val = self._features(val_split)[self.val.index]
             self.probe, self.selection = probe.select_and_fit(
-                x_train, train.y, x_val, self.val.y, self.classes, self.single)
+                x_train, train.y, x_val, self.val.y, self.classes, self.single
+            )
         else:
-            self.classifier = build_classifier(self.encoder, self.cfg, len(self.classes),
-                                               self.single, a.seed)
-            opts = FinetuneOptions(steps=a.finetune_steps, lr=a.finetune_lr,
-                                   eval_every=a.finetune_eval_every,
-                                   patience=a.finetune_patience, batch_size=a.batch_size,
-                                   seed=a.seed)
-            self.selection = finetune(self.classifier, self.cfg, a.data, train_split,
-                                      train.index, train.y, val_split, self.val.index,
-                                      self.val.y, self.classes, opts, self.mesh)
-        self.val_metrics = _metrics(self.val.y, self._scores(val_split, self.val.index),
-                                    self.classes, a)
+            self.classifier = build_classifier(
+                self.encoder, self.cfg, len(self.classes), self.single, a.seed
+            )
+            opts = FinetuneOptions(
+                steps=a.finetune_steps,
+                lr=a.finetune_lr,
+                eval_every=a.finetune_eval_every,
+                patience=a.finetune_patience,
+                batch_size=a.batch_size,
+                seed=a.seed,
+            )
+            self.selection = finetune(
+                self.classifier,
+                self.cfg,
+                a.data,
+                train_split,
+                train.index,
+                train.y,
+                val_split,
+                self.val.index,
+                self.val.y,
+                self.classes,
+                opts,
+                self.mesh,
+            )
+        self.val_metrics = _metrics(
+            self.val.y, self._scores(val_split, self.val.index), self.classes, a
+        )
         self.timings["select_s"] = time.perf_counter() - t0
         return self.selection
 
     def evaluate_test(self) -> dict:
         """Reads the test split (labels and signals) for the first and only time; the result."""
         if self.selection is None:
-            raise RuntimeError("evaluate_test() before select(): model selection must be done "
-                               "before the test split is read")
+            raise RuntimeError(
+                "evaluate_test() before select(): model selection must be done "
+                "before the test split is read"
+            )
         if self._test_done:
             raise RuntimeError("evaluate_test() called twice: the test split is read once")
         self._test_done = True
@@ -187,8 +225,10 @@ class Evaluation:
         t0 = time.perf_counter()
         test = self._labels(test_split)
         if test.y.shape[0] == 0:
-            raise EvalError(f"no record of the {test_split!r} split has a label of task "
-                            f"{a.task!r}: choose another task or test split")
+            raise EvalError(
+                f"no record of the {test_split!r} split has a label of task "
+                f"{a.task!r}: choose another task or test split"
+            )
         scores = self._scores(test_split, test.index)
         self.timings["test_s"] = time.perf_counter() - t0
         return self._result(test, scores)
@@ -197,22 +237,33 @@ class Evaluation:
         a = self.a
         manifest_classes = self.manifest["tasks"][self.base]["classes"]
         return {
-            "task": a.task, "protocol": a.protocol, "init": a.init,
-            "label_fraction": a.label_fraction, "seed": a.seed, "step": self.step,
+            "task": a.task,
+            "protocol": a.protocol,
+            "init": a.init,
+            "label_fraction": a.label_fraction,
+            "seed": a.seed,
+            "step": self.step,
             "classes": self.classes,
             "classes_not_in_train": [c for c in manifest_classes if c not in self.classes],
             "splits": dict(zip(("train", "val", "test"), a.splits)),
-            "counts": {"train": self.train.counts, "val": self.val.counts,
-                       "test": test.counts},
+            "counts": {"train": self.train.counts, "val": self.val.counts, "test": test.counts},
             "selection": self.selection,
             "val": self.val_metrics,
             "test": _metrics(test.y, scores, self.classes, a),
-            "test_records": {"ids": test.ids, "labels": test.y.astype(int).tolist(),
-                             "scores": scores.astype(float).tolist()},
-            "timings": self.timings, "workdir": a.workdir, "data_dir": a.data, "fs": self.fs,
-            "devices": jax.device_count(), "config": to_dict(self.cfg),
-            "args": {k: list(v) if isinstance(v, tuple) else v
-                     for k, v in dataclasses.asdict(a).items()},
+            "test_records": {
+                "ids": test.ids,
+                "labels": test.y.astype(int).tolist(),
+                "scores": scores.astype(float).tolist(),
+            },
+            "timings": self.timings,
+            "workdir": a.workdir,
+            "data_dir": a.data,
+            "fs": self.fs,
+            "devices": jax.device_count(),
+            "config": to_dict(self.cfg),
+            "args": {
+                k: list(v) if isinstance(v, tuple) else v for k, v in dataclasses.asdict(a).items()
+            },
         }
 
 
@@ -235,10 +286,12 @@ def available_steps(workdir: str) -> list[int]:
     return sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit())
 
 
-def follow(a: EvalArgs, timeout: float, on_result: Callable[[dict], None],
-           poll: float = 1.0) -> list[int]:
-    """Evaluates the latest checkpoint, then each newer one as it appears, until `timeout`
-    seconds pass without a new one. Returns the evaluated steps."""
+def follow(
+    a: EvalArgs, timeout: float, on_result: Callable[[dict], None], poll: float = 1.0
+) -> list[int]:
+    """Evaluates the latest checkpoint, then each newer one as it appears, until the run's final
+    step (its config's train.steps) is evaluated or `timeout` seconds pass without a new one.
+    Returns the evaluated steps."""
     if a.workdir is None:
         raise EvalError("--follow needs --workdir")
     done: list[int] = []
@@ -246,21 +299,29 @@ def follow(a: EvalArgs, timeout: float, on_result: Callable[[dict], None],
     while True:
         steps = available_steps(a.workdir)
         todo = [s for s in steps if s > done[-1]] if done else steps[-1:]
+        finished = False
         for step in todo:
             try:
-                on_result(evaluate(dataclasses.replace(a, step=step)))
+                result = evaluate(dataclasses.replace(a, step=step))
             except CheckpointNotFound:  # deleted by the trainer's keep=N before we got to it
                 print(f"checkpoint {step} disappeared before evaluation; skipped", flush=True)
                 continue
+            on_result(result)
             done.append(step)
             last_new = time.monotonic()
+            # The run's last step: no newer checkpoint will come, no need to wait for timeout.
+            finished = step >= result["config"]["train"]["steps"]
+        if finished:
+            break
         if not todo:
             if time.monotonic() - last_new > timeout:
                 break
             time.sleep(poll)
     if not done:
-        raise EvalError(f"no checkpoint appeared in {a.workdir}/{CKPT_DIR} within {timeout:g} s "
-                        "(--follow-timeout): is training running with this --workdir?")
+        raise EvalError(
+            f"no checkpoint appeared in {a.workdir}/{CKPT_DIR} within {timeout:g} s "
+            "(--follow-timeout): is training running with this --workdir?"
+        )
     return done
 
 
@@ -270,5 +331,14 @@ def output_path(out: str, step: int | None, following: bool) -> Path:
     return path.with_name(f"{path.stem}_step{step}{path.suffix}") if following else path
 
 
-__all__ = ["EvalArgs", "EvalError", "Evaluation", "available_steps", "evaluate", "follow",
-           "output_path"]
+__all__ = [
+    "EvalArgs",
+    "EvalError",
+    "Evaluation",
+    "available_steps",
+    "check_compatible",
+    "evaluate",
+    "follow",
+    "load_encoder",
+    "output_path",
+]

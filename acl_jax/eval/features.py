@@ -73,9 +73,15 @@ def record_outputs(
     bsz = global_batch_size(batch_size)
     window = cfg.data.window
     ds, num_windows = pipeline.eval_dataset(
-        data_dir, split, window=window, stride=cfg.data.eval_stride or window,
-        max_beats=cfg.data.max_beats, batch_size=bsz // n_proc,
-        process_index=jax.process_index(), process_count=n_proc)
+        data_dir,
+        split,
+        window=window,
+        stride=cfg.data.eval_stride or window,
+        max_beats=cfg.data.max_beats,
+        batch_size=bsz // n_proc,
+        process_index=jax.process_index(),
+        process_count=n_proc,
+    )
     num_records = int(pipeline.read_manifest(data_dir)["splits"][split]["num_records"])
     fn = _sharded(forward, mesh)
     sums, counts = None, np.zeros(num_records, np.int64)
@@ -84,12 +90,15 @@ def record_outputs(
         out = fn(module, batch["signal"], batch["lead_mask"])
         out, record, valid = (
             np.asarray(multihost_utils.process_allgather(a, tiled=True))
-            for a in (out, batch["record"], batch["valid"]))
+            for a in (out, batch["record"], batch["valid"])
+        )
         if sums is None:
             sums = np.zeros((num_records, out.shape[1]), np.float64)
         np.add.at(sums, record[valid], out[valid])
         np.add.at(counts, record[valid], 1)
     if counts.sum() != num_windows or (counts == 0).any():
-        raise RuntimeError(f"split {split!r}: {counts.sum()} windows seen, {num_windows} expected; "
-                           f"records without a window: {np.flatnonzero(counts == 0)[:10]}")
+        raise RuntimeError(
+            f"split {split!r}: {counts.sum()} windows seen, {num_windows} expected; "
+            f"records without a window: {np.flatnonzero(counts == 0)[:10]}"
+        )
     return (sums / counts[:, None]).astype(np.float32)

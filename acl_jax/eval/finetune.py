@@ -65,16 +65,18 @@ def class_probabilities(model: Classifier, x: jax.Array, lead_mask: jax.Array) -
     return jax.nn.softmax(logits) if model.single else jax.nn.sigmoid(logits)
 
 
-def build_classifier(encoder: nnx.Module, cfg: Config, num_classes: int, single: bool,
-                     seed: int) -> Classifier:
+def build_classifier(
+    encoder: nnx.Module, cfg: Config, num_classes: int, single: bool, seed: int
+) -> Classifier:
     """A fresh Classifier whose encoder is `encoder`'s weights in a cross-device-BN encoder."""
     synced = ECGEncoder(cfg.model, bn_axis=DATA_AXIS, rngs=nnx.Rngs(seed))
     nnx.update(synced, nnx.state(encoder))
     return Classifier(synced, num_classes, single, rngs=nnx.Rngs(seed))
 
 
-def labelled_batches(stream: Iterator[dict], labels: np.ndarray, has_label: np.ndarray,
-                     batch_size: int) -> Iterator[dict]:
+def labelled_batches(
+    stream: Iterator[dict], labels: np.ndarray, has_label: np.ndarray, batch_size: int
+) -> Iterator[dict]:
     """Pipeline batches -> batches of `batch_size` labelled rows with "labels" (b, C) attached.
 
     labels: (num_records_in_split, C) float32 indexed by the `record` key; has_label: (N,) bool.
@@ -106,10 +108,20 @@ class FinetuneOptions:
     seed: int
 
 
-def finetune(model: Classifier, cfg: Config, data_dir: str, train_split: str,
-             train_index: np.ndarray, train_y: np.ndarray, val_split: str,
-             val_index: np.ndarray, val_y: np.ndarray, classes: list[str],
-             opts: FinetuneOptions, mesh: jax.sharding.Mesh) -> dict:
+def finetune(
+    model: Classifier,
+    cfg: Config,
+    data_dir: str,
+    train_split: str,
+    train_index: np.ndarray,
+    train_y: np.ndarray,
+    val_split: str,
+    val_index: np.ndarray,
+    val_y: np.ndarray,
+    classes: list[str],
+    opts: FinetuneOptions,
+    mesh: jax.sharding.Mesh,
+) -> dict:
     """Trains `model` in place and leaves it at the best validation state.
 
     train_index/val_index: positions of the labelled records in their split; *_y (N, C).
@@ -122,10 +134,18 @@ def finetune(model: Classifier, cfg: Config, data_dir: str, train_split: str,
     has_label[train_index] = True
     n_proc = jax.process_count()
     bsz = features.global_batch_size(opts.batch_size)
-    stream = iter(pipeline.train_dataset(
-        data_dir, train_split, window=cfg.data.window, max_beats=cfg.data.max_beats,
-        batch_size=bsz // n_proc, seed=opts.seed, process_index=jax.process_index(),
-        process_count=n_proc))
+    stream = iter(
+        pipeline.train_dataset(
+            data_dir,
+            train_split,
+            window=cfg.data.window,
+            max_beats=cfg.data.max_beats,
+            batch_size=bsz // n_proc,
+            seed=opts.seed,
+            process_index=jax.process_index(),
+            process_count=n_proc,
+        )
+    )
     batches = labelled_batches(stream, labels, has_label, bsz // n_proc)
     tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(opts.lr, weight_decay=1e-4))
     history: dict[str, float] = {}
@@ -142,28 +162,44 @@ def finetune(model: Classifier, cfg: Config, data_dir: str, train_split: str,
                 continue
             loss = float(metrics["loss"])
             if not np.isfinite(loss):
-                raise FloatingPointError(f"fine-tuning loss is {loss} at step {step}: lower "
-                                         "--finetune-lr")
+                raise FloatingPointError(
+                    f"fine-tuning loss is {loss} at step {step}: lower --finetune-lr"
+                )
             probs = features.record_outputs(
-                features.inference_view(model), class_probabilities, data_dir, val_split, cfg,
-                mesh, batch_size=opts.batch_size)[val_index]
+                features.inference_view(model),
+                class_probabilities,
+                data_dir,
+                val_split,
+                cfg,
+                mesh,
+                batch_size=opts.batch_size,
+            )[val_index]
             auc = macro_metrics(val_y, probs, classes)["macro_auroc"]
             history[str(step)] = auc
-            print(f"finetune step {step}/{opts.steps}: loss {loss:.4f}, val macro AUROC "
-                  f"{auc:.4f}", flush=True)
+            print(
+                f"finetune step {step}/{opts.steps}: loss {loss:.4f}, val macro AUROC {auc:.4f}",
+                flush=True,
+            )
             if auc > best_auc:
                 best_auc, best_step, stale = auc, step, 0
                 # Host copy of one replica (replicated arrays are identical on every device).
-                best_state = jax.tree.map(lambda a: np.array(a.addressable_data(0)),
-                                          nnx.state(model))
+                best_state = jax.tree.map(
+                    lambda a: np.array(a.addressable_data(0)), nnx.state(model)
+                )
             else:
                 stale += 1
                 if stale >= opts.patience:
                     break
         if best_state is None:
-            raise ValueError("fine-tuning never produced a finite validation macro AUROC: the "
-                             "val split has no class with both positive and negative records")
+            raise ValueError(
+                "fine-tuning never produced a finite validation macro AUROC: the "
+                "val split has no class with both positive and negative records"
+            )
         nnx.update(model, replicate(best_state, mesh))
-    return {"best_step": best_step, "best_val_macro_auroc": best_auc,
-            "val_macro_auroc_by_step": history, "steps_run": step,
-            "train_seconds": time.perf_counter() - t0}
+    return {
+        "best_step": best_step,
+        "best_val_macro_auroc": best_auc,
+        "val_macro_auroc_by_step": history,
+        "steps_run": step,
+        "train_seconds": time.perf_counter() - t0,
+    }

@@ -35,8 +35,14 @@ class Probe:
         return np.stack([m.predict_proba(z)[:, 1] for m in self.models], axis=1).astype(np.float32)
 
 
-def fit(x: np.ndarray, y: np.ndarray, c: float, single: bool, scaler: StandardScaler,
-        max_iter: int = 1000) -> Probe:
+def fit(
+    x: np.ndarray,
+    y: np.ndarray,
+    c: float,
+    single: bool,
+    scaler: StandardScaler,
+    max_iter: int = 1000,
+) -> Probe:
     """Fits on standardized x (N, D) with labels y (N, C) {0,1} (one-hot when `single`)."""
     z = scaler.transform(x)
     with warnings.catch_warnings():
@@ -45,14 +51,22 @@ def fit(x: np.ndarray, y: np.ndarray, c: float, single: bool, scaler: StandardSc
         if single:
             models = [LogisticRegression(C=c, max_iter=max_iter).fit(z, y.argmax(axis=1))]
         else:
-            models = [LogisticRegression(C=c, max_iter=max_iter).fit(z, y[:, k])
-                      for k in range(y.shape[1])]
+            models = [
+                LogisticRegression(C=c, max_iter=max_iter).fit(z, y[:, k])
+                for k in range(y.shape[1])
+            ]
     return Probe(scaler, models, single)
 
 
-def select_and_fit(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
-                   y_val: np.ndarray, classes: list[str], single: bool,
-                   grid: tuple[float, ...] = C_GRID) -> tuple[Probe, dict]:
+def select_and_fit(
+    x_train: np.ndarray,
+    y_train: np.ndarray,
+    x_val: np.ndarray,
+    y_val: np.ndarray,
+    classes: list[str],
+    single: bool,
+    grid: tuple[float, ...] = C_GRID,
+) -> tuple[Probe, dict]:
     """Fits one probe per C on train, keeps the best by val macro AUROC (ties: smaller C).
 
     Returns (probe, selection) with selection = {"C", "val_macro_auroc_by_C"}.
@@ -66,6 +80,8 @@ def select_and_fit(x_train: np.ndarray, y_train: np.ndarray, x_val: np.ndarray,
         if auc > best_auc:
             best, best_auc, best_c = probe, auc, c
     if best is None:
-        raise ValueError("no C gave a finite validation macro AUROC: the val split has no class "
-                         "with both positive and negative records")
+        raise ValueError(
+            "no C gave a finite validation macro AUROC: the val split has no class "
+            "with both positive and negative records"
+        )
     return best, {"C": best_c, "val_macro_auroc_by_C": by_c}

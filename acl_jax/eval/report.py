@@ -60,12 +60,17 @@ def markdown(result: dict) -> str:
         "|---|---|---|---|",
     ]
     for c in result["classes"]:
-        lines.append(f"| {c} | {_fmt(test['per_class_auroc'].get(c))} | "
-                     f"{_fmt(test['per_class_auprc'].get(c))} | "
-                     f"{_fmt(val['per_class_auroc'].get(c))} |")
+        lines.append(
+            f"| {c} | {_fmt(test['per_class_auroc'].get(c))} | "
+            f"{_fmt(test['per_class_auprc'].get(c))} | "
+            f"{_fmt(val['per_class_auroc'].get(c))} |"
+        )
     if test["excluded_classes"]:
-        lines += ["", f"Excluded from the test macro (no positive or no negative): "
-                      f"{', '.join(test['excluded_classes'])}"]
+        lines += [
+            "",
+            f"Excluded from the test macro (no positive or no negative): "
+            f"{', '.join(test['excluded_classes'])}",
+        ]
     return "\n".join(lines) + "\n"
 
 
@@ -79,15 +84,26 @@ def roc_figure(result: dict, path: Path) -> None:
     for k in np.flatnonzero(defined_classes(y)):
         fpr, tpr = roc_points(y[:, k], s[:, k])
         c = result["classes"][k]
-        ax.plot(fpr, tpr, lw=1, alpha=0.7,
-                label=f"{c} ({result['test']['per_class_auroc'][c]:.3f})")
+        ax.plot(
+            fpr, tpr, lw=1, alpha=0.7, label=f"{c} ({result['test']['per_class_auroc'][c]:.3f})"
+        )
         tprs.append(np.interp(grid, fpr, tpr))
     if tprs:
-        ax.plot(grid, np.mean(tprs, axis=0), color="k", lw=2.5,
-                label=f"macro ({result['test']['macro_auroc']:.3f})")
+        ax.plot(
+            grid,
+            np.mean(tprs, axis=0),
+            color="k",
+            lw=2.5,
+            label=f"macro ({result['test']['macro_auroc']:.3f})",
+        )
     ax.plot([0, 1], [0, 1], ls="--", color="grey", lw=0.8)
-    ax.set(xlabel="false positive rate", ylabel="true positive rate", xlim=(0, 1), ylim=(0, 1),
-           title=f"{result['task']} {result['protocol']} (test, n={len(y)})")
+    ax.set(
+        xlabel="false positive rate",
+        ylabel="true positive rate",
+        xlim=(0, 1),
+        ylim=(0, 1),
+        title=f"{result['task']} {result['protocol']} (test, n={len(y)})",
+    )
     ax.legend(loc="lower right", fontsize=7)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -98,8 +114,7 @@ def write(result: dict, out: str | Path) -> dict[str, Path]:
     """Writes OUT.json, OUT.md and OUT_roc.png beside each other; returns their paths."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out, "md": out.with_suffix(".md"),
-             "png": out.with_name(f"{out.stem}_roc.png")}
+    paths = {"json": out, "md": out.with_suffix(".md"), "png": out.with_name(f"{out.stem}_roc.png")}
     paths["json"].write_text(json.dumps(_finite(result), indent=1, allow_nan=False))
     paths["md"].write_text(markdown(result))
     roc_figure(result, paths["png"])

@@ -36,8 +36,10 @@ def parse_task(task: str, manifest: dict) -> tuple[str, bool]:
     single = task.endswith(SINGLE)
     base = task[: -len(SINGLE)] if single else task
     if base not in manifest.get("tasks", {}):
-        raise TaskError(f"unknown task {task!r} for this data (manifest.json 'tasks'); valid "
-                        f"tasks: {valid_tasks(manifest)}")
+        raise TaskError(
+            f"unknown task {task!r} for this data (manifest.json 'tasks'); valid "
+            f"tasks: {valid_tasks(manifest)}"
+        )
     return base, single
 
 
@@ -70,8 +72,9 @@ def vocabulary(manifest: dict, data_dir: str, task: str, train_split: str) -> li
     return sorted({ls[0] for ls in labels if len(ls) == 1})
 
 
-def split_labels(data_dir: str, split: str, task: str, manifest: dict,
-                 classes: list[str]) -> SplitLabels:
+def split_labels(
+    data_dir: str, split: str, task: str, manifest: dict, classes: list[str]
+) -> SplitLabels:
     """Reads the split's record labels and keeps the records labelled within `classes`."""
     base, single = parse_task(task, manifest)
     meta = split_metadata(data_dir, split)
@@ -92,8 +95,12 @@ def split_labels(data_dir: str, split: str, task: str, manifest: dict,
         ids.append(m["id"])
         rows.append(row)
     y = np.stack(rows) if rows else np.zeros((0, len(classes)), np.float32)
-    counts = {"records": len(meta), "kept": len(index), "dropped_unlabeled": unlabeled,
-              "dropped_multilabel": multi}
+    counts = {
+        "records": len(meta),
+        "kept": len(index),
+        "dropped_unlabeled": unlabeled,
+        "dropped_multilabel": multi,
+    }
     return SplitLabels(np.asarray(index, np.int64), ids, y, counts)
 
 
@@ -105,14 +112,18 @@ def require_all_classes(labels: SplitLabels, classes: list[str], split: str, tas
             f"task {task!r}: classes {missing} have no positive record in the {split!r} split "
             f"({labels.counts['kept']} labelled records): the {split} split must contain every "
             "class of the vocabulary. Use a coarser task (e.g. superdiagnostic), a larger "
-            "--label-fraction, or prepare splits with more records")
+            "--label-fraction, or prepare splits with more records"
+        )
 
 
 def subset(labels: SplitLabels, keep: np.ndarray) -> SplitLabels:
     """The records at positions `keep` (into labels.index), in their original order."""
     keep = np.sort(keep)
-    counts = {**labels.counts, "kept": int(keep.size),
-              "dropped_label_fraction": int(labels.index.size - keep.size)}
+    counts = {
+        **labels.counts,
+        "kept": int(keep.size),
+        "dropped_label_fraction": int(labels.index.size - keep.size),
+    }
     return SplitLabels(labels.index[keep], [labels.ids[k] for k in keep], labels.y[keep], counts)
 
 

@@ -46,8 +46,14 @@ class Features(NamedTuple):
 
 def _resnet1d(in_channels: int, cfg: ModelConfig, *, bn_axis, rngs, **options):
     return ResNet1d(
-        in_channels, cfg.widths, cfg.blocks, cfg.kernel, dtype=cfg.dtype, bn_axis=bn_axis,
-        rngs=rngs, **options,
+        in_channels,
+        cfg.widths,
+        cfg.blocks,
+        cfg.kernel,
+        dtype=cfg.dtype,
+        bn_axis=bn_axis,
+        rngs=rngs,
+        **options,
     )
 
 

@@ -5,20 +5,30 @@ from __future__ import annotations
 from flax import nnx
 
 from acl_jax.config import Config
+from acl_jax.objectives.barlow_twins import BarlowTwins
 from acl_jax.objectives.base import Pretrainer
+from acl_jax.objectives.cmsc import Cmsc
 from acl_jax.objectives.contrastive import AclEcg, SimCLR
+from acl_jax.objectives.threekg import ThreeKG
+from acl_jax.objectives.vicreg import VICReg
 
 OBJECTIVES: dict[str, type[Pretrainer]] = {
     "acl_ecg": AclEcg,
     "simclr": SimCLR,
+    "cmsc": Cmsc,
+    "3kg": ThreeKG,
+    "barlow_twins": BarlowTwins,
+    "vicreg": VICReg,
 }
 
 
 def build_pretrainer(cfg: Config, *, fs: int, bn_axis: str | None, rngs: nnx.Rngs) -> Pretrainer:
     """The objective's Pretrainer (encoder + heads) for `cfg`; fs is the prepared data's rate."""
     if cfg.objective not in OBJECTIVES:
-        raise ValueError(f"unknown objective {cfg.objective!r} (--config.objective); "
-                         f"choose one of {sorted(OBJECTIVES)}")
+        raise ValueError(
+            f"unknown objective {cfg.objective!r} (--config.objective); "
+            f"choose one of {sorted(OBJECTIVES)}"
+        )
     return OBJECTIVES[cfg.objective](cfg, fs=fs, bn_axis=bn_axis, rngs=rngs)
 
 

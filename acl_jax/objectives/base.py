@@ -19,7 +19,7 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
-from acl_jax.augment import View, make_augment
+from acl_jax.augment import View, make_augment, view_from_batch
 from acl_jax.config import Config
 
 
@@ -31,11 +31,6 @@ class Pretrainer(nnx.Module):
 
     def update_targets(self, step: jax.Array) -> None:
         """Hook for momentum/EMA targets, called after each optimizer update. Default: none."""
-
-
-def batch_view(batch: dict) -> View:
-    """The batch as a `View` with a leading batch axis: x (B, 12, W), rpeaks (B, K), mask (B, 12)."""
-    return View(x=batch["signal"], rpeaks=batch["rpeaks"], lead_mask=batch["lead_mask"])
 
 
 class TwoViews:
@@ -50,6 +45,6 @@ class TwoViews:
     def __call__(self, keys: jax.Array, batch: dict) -> tuple[View, View]:
         """keys (b,) per-example keys -> two Views with x (b, 12, W)."""
         pair = jax.vmap(jax.random.split)(keys)  # (b, 2)
-        view = batch_view(batch)
+        view = view_from_batch(batch)
         augment = jax.vmap(self._fn)
         return augment(pair[:, 0], view), augment(pair[:, 1], view)

@@ -25,14 +25,17 @@ class AclEcg(Pretrainer):
 
     def __init__(self, cfg: Config, *, fs: int, bn_axis: str | None, rngs: nnx.Rngs):
         if not cfg.model.lead_wise:
-            raise ValueError("objective 'acl_ecg' needs region features: set "
-                             "--config.model.lead_wise=true")
+            raise ValueError(
+                "objective 'acl_ecg' needs region features: set --config.model.lead_wise=true"
+            )
         self.encoder = ECGEncoder(cfg.model, bn_axis=bn_axis, rngs=rngs)
         m = cfg.model
-        self.global_head = MLPHead(self.encoder.dim, m.proj_hidden, m.proj_dim,
-                                   bn_axis=bn_axis, rngs=rngs)
-        self.region_head = MLPHead(self.encoder.dim, m.proj_hidden, m.proj_dim,
-                                   bn_axis=bn_axis, rngs=rngs)
+        self.global_head = MLPHead(
+            self.encoder.dim, m.proj_hidden, m.proj_dim, bn_axis=bn_axis, rngs=rngs
+        )
+        self.region_head = MLPHead(
+            self.encoder.dim, m.proj_hidden, m.proj_dim, bn_axis=bn_axis, rngs=rngs
+        )
         self._views = TwoViews(cfg, fs)
         self._loss_cfg = cfg.loss
 
@@ -41,7 +44,9 @@ class AclEcg(Pretrainer):
         f1 = self.encoder(v1.x, v1.lead_mask)
         f2 = self.encoder(v2.x, v2.lead_mask)
         g1, g2 = self.global_head(f1.global_), self.global_head(f2.global_)
-        r1, r2 = self.region_head(f1.regions), self.region_head(f2.regions)
+        # Empty regions (no present lead) stay out of the head's BatchNorm statistics.
+        r1 = self.region_head(f1.regions, f1.region_mask)
+        r2 = self.region_head(f2.regions, f2.region_mask)
         region_mask = f1.region_mask * f2.region_mask
         return acl_ecg_loss(g1, g2, r1, r2, region_mask, self._loss_cfg, axis_name)
 
@@ -52,8 +57,7 @@ class SimCLR(Pretrainer):
     def __init__(self, cfg: Config, *, fs: int, bn_axis: str | None, rngs: nnx.Rngs):
         self.encoder = ECGEncoder(cfg.model, bn_axis=bn_axis, rngs=rngs)
         m = cfg.model
-        self.head = MLPHead(self.encoder.dim, m.proj_hidden, m.proj_dim, bn_axis=bn_axis,
-                            rngs=rngs)
+        self.head = MLPHead(self.encoder.dim, m.proj_hidden, m.proj_dim, bn_axis=bn_axis, rngs=rngs)
         self._views = TwoViews(cfg, fs)
         self._temperature = cfg.loss.temperature
 

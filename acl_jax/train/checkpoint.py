@@ -1,4 +1,4 @@
-"""Orbax checkpoints of a pretraining run: WORKDIR/checkpoints/<step>/{model,optimizer,data_iter,meta}.
+"""Orbax checkpoints of a pretraining run: WORKDIR/checkpoints/<step>/<item>, items:
 
   model      nnx.state of the Pretrainer (encoder, heads, momentum targets, BatchNorm stats)
   optimizer  nnx.state of the nnx.Optimizer (step count, moments)
@@ -38,34 +38,50 @@ class Checkpointer:
 
     def __init__(self, workdir: str | Path, *, keep: int, use_async: bool):
         self.directory = Path(workdir).absolute() / CKPT_DIR
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep,
-                                               enable_async_checkpointing=use_async)
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=keep, enable_async_checkpointing=use_async
+        )
         self.manager = ocp.CheckpointManager(self.directory, options=options)
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def save(self, step: int, model: nnx.Module, optimizer: nnx.Optimizer, data_iter,
-             cfg: Config, fs: int) -> None:
+    def save(
+        self,
+        step: int,
+        model: nnx.Module,
+        optimizer: nnx.Optimizer,
+        data_iter,
+        cfg: Config,
+        fs: int,
+    ) -> None:
         meta = {"config": to_dict(cfg), "fs": fs, "acl_jax_version": acl_jax.__version__}
-        self.manager.save(step, args=ocp.args.Composite(
-            model=ocp.args.StandardSave(nnx.state(model)),
-            optimizer=ocp.args.StandardSave(nnx.state(optimizer)),
-            data_iter=grain.checkpoint.CheckpointSave(data_iter),
-            meta=ocp.args.JsonSave(meta)), force=True)
+        self.manager.save(
+            step,
+            args=ocp.args.Composite(
+                model=ocp.args.StandardSave(nnx.state(model)),
+                optimizer=ocp.args.StandardSave(nnx.state(optimizer)),
+                data_iter=grain.checkpoint.CheckpointSave(data_iter),
+                meta=ocp.args.JsonSave(meta),
+            ),
+            force=True,
+        )
 
     def restore(self, step: int, model: nnx.Module, optimizer: nnx.Optimizer, data_iter) -> None:
         """Restores everything in place (arrays land with the shardings they have now)."""
-        out = self.manager.restore(step, args=ocp.args.Composite(
-            model=ocp.args.StandardRestore(_abstract(nnx.state(model))),
-            optimizer=ocp.args.StandardRestore(_abstract(nnx.state(optimizer))),
-            data_iter=grain.checkpoint.CheckpointRestore(data_iter)))
+        out = self.manager.restore(
+            step,
+            args=ocp.args.Composite(
+                model=ocp.args.StandardRestore(_abstract(nnx.state(model))),
+                optimizer=ocp.args.StandardRestore(_abstract(nnx.state(optimizer))),
+                data_iter=grain.checkpoint.CheckpointRestore(data_iter),
+            ),
+        )
         nnx.update(model, out.model)
         nnx.update(optimizer, out.optimizer)
 
     def stored_config(self, step: int) -> dict:
-        return self.manager.restore(step, args=ocp.args.Composite(
-            meta=ocp.args.JsonRestore())).meta
+        return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
 
     def wait(self) -> None:
         self.manager.wait_until_finished()
@@ -74,8 +90,9 @@ class Checkpointer:
         self.manager.close()
 
 
-def load_pretrainer(workdir: str | Path, step: int | None = None
-                    ) -> tuple[Pretrainer, Config, int, int]:
+def load_pretrainer(
+    workdir: str | Path, step: int | None = None
+) -> tuple[Pretrainer, Config, int, int]:
     """Rebuilds the Pretrainer from the checkpoint's stored config and restores its weights.
 
     Returns (model, config, fs, step). Reads only the `meta` and `model` items, through a
@@ -83,8 +100,10 @@ def load_pretrainer(workdir: str | Path, step: int | None = None
     """
     directory = Path(workdir).absolute() / CKPT_DIR
     if not directory.is_dir():
-        raise CheckpointNotFound(f"no checkpoints in {directory}: is {workdir} a workdir written "
-                                 "by `python -m acl_jax.train --workdir ...`?")
+        raise CheckpointNotFound(
+            f"no checkpoints in {directory}: is {workdir} a workdir written "
+            "by `python -m acl_jax.train --workdir ...`?"
+        )
     manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True))
     steps = manager.all_steps()
     if not steps:
@@ -97,8 +116,9 @@ def load_pretrainer(workdir: str | Path, step: int | None = None
     cfg = from_dict(meta["config"])
     fs = int(meta["fs"])
     model = build_pretrainer(cfg, fs=fs, bn_axis=None, rngs=nnx.Rngs(0))
-    restored = manager.restore(step, args=ocp.args.Composite(
-        model=ocp.args.StandardRestore(_abstract(nnx.state(model))))).model
+    restored = manager.restore(
+        step, args=ocp.args.Composite(model=ocp.args.StandardRestore(_abstract(nnx.state(model))))
+    ).model
     nnx.update(model, restored)
     manager.close()
     return model, cfg, fs, step

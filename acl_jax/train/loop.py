@@ -26,8 +26,13 @@ from acl_jax.train.step import DATA_AXIS, make_mesh, make_train_step, place_mode
 
 # Fields that may change between a run and its resumption without changing the result.
 RESUMABLE_CHANGES = {
-    "train.log_every", "train.ckpt_every", "train.keep", "train.async_checkpoint",
-    "data.num_workers", "data.prefetch", "data.dir",
+    "train.log_every",
+    "train.ckpt_every",
+    "train.keep",
+    "train.async_checkpoint",
+    "data.num_workers",
+    "data.prefetch",
+    "data.dir",
 }
 
 
@@ -52,12 +57,15 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 def _check_resumable(stored: dict, cfg: Config, workdir: Path) -> None:
     old, new = _flatten(stored), _flatten(to_dict(cfg))
-    diff = sorted(k for k in set(old) | set(new)
-                  if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES)
+    diff = sorted(
+        k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES
+    )
     if diff:
         details = ", ".join(f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in diff)
-        raise ConfigMismatch(f"{workdir} holds a run with a different config ({details}); "
-                             "resume with the same config or start a new --workdir")
+        raise ConfigMismatch(
+            f"{workdir} holds a run with a different config ({details}); "
+            "resume with the same config or start a new --workdir"
+        )
 
 
 class _StopFlag:
@@ -82,18 +90,29 @@ def train(cfg: Config, workdir: str | Path) -> dict:
     mesh = make_mesh()
     n_dev, n_proc = jax.device_count(), jax.process_count()
     if cfg.data.batch_size % n_dev:
-        raise ValueError(f"--config.data.batch_size={cfg.data.batch_size} must be a multiple of "
-                         f"the device count {n_dev}")
+        raise ValueError(
+            f"--config.data.batch_size={cfg.data.batch_size} must be a multiple of "
+            f"the device count {n_dev}"
+        )
     with jax.set_mesh(mesh):
         model = build_pretrainer(cfg, fs=fs, bn_axis=DATA_AXIS, rngs=nnx.Rngs(cfg.seed))
         place_model(model, mesh)
         tx, schedule = make_optimizer(cfg.optim, cfg.data.batch_size, cfg.train.steps)
         optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
-        data_iter = iter(pipeline.train_dataset(
-            cfg.data.dir, cfg.data.train_split, window=cfg.data.window,
-            max_beats=cfg.data.max_beats, batch_size=cfg.data.batch_size // n_proc,
-            seed=cfg.seed, process_index=jax.process_index(), process_count=n_proc,
-            num_workers=cfg.data.num_workers, prefetch=cfg.data.prefetch))
+        data_iter = iter(
+            pipeline.train_dataset(
+                cfg.data.dir,
+                cfg.data.train_split,
+                window=cfg.data.window,
+                max_beats=cfg.data.max_beats,
+                batch_size=cfg.data.batch_size // n_proc,
+                seed=cfg.seed,
+                process_index=jax.process_index(),
+                process_count=n_proc,
+                num_workers=cfg.data.num_workers,
+                prefetch=cfg.data.prefetch,
+            )
+        )
         ckpt = Checkpointer(workdir, keep=cfg.train.keep, use_async=cfg.train.async_checkpoint)
         start = ckpt.latest_step() or 0
         if start:
@@ -102,13 +121,20 @@ def train(cfg: Config, workdir: str | Path) -> dict:
             print(f"resumed from {ckpt.directory}/{start}", flush=True)
         n_params = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
         if jax.process_index() == 0:
-            print(f"{cfg.objective}: {n_params / 1e6:.2f}M parameters, {n_dev} devices, "
-                  f"{n_proc} processes, batch {cfg.data.batch_size}, window {cfg.data.window} "
-                  f"at {fs} Hz, steps {start}->{cfg.train.steps}", flush=True)
+            print(
+                f"{cfg.objective}: {n_params / 1e6:.2f}M parameters, {n_dev} devices, "
+                f"{n_proc} processes, batch {cfg.data.batch_size}, window {cfg.data.window} "
+                f"at {fs} Hz, steps {start}->{cfg.train.steps}",
+                flush=True,
+            )
         step_fn = make_train_step(mesh, cfg.seed)
-        reporter = Reporter(workdir, total_steps=cfg.train.steps,
-                            batch_size=cfg.data.batch_size, every=cfg.train.log_every,
-                            start_step=start)
+        reporter = Reporter(
+            workdir,
+            total_steps=cfg.train.steps,
+            batch_size=cfg.data.batch_size,
+            every=cfg.train.log_every,
+            start_step=start,
+        )
         stop = _StopFlag()
         last = {}
         pending = None  # (step, device metrics) of the step before the one just dispatched
@@ -124,7 +150,8 @@ def train(cfg: Config, workdir: str | Path) -> dict:
                 raise NonFiniteLoss(
                     f"loss is {last['loss']} at step {s}; stopping without saving, the last good "
                     f"checkpoint ({ckpt.latest_step()}) is intact. Lower --config.optim.lr or "
-                    "check the data for extreme values")
+                    "check the data for extreme values"
+                )
 
         step = start
         try:
@@ -140,8 +167,9 @@ def train(cfg: Config, workdir: str | Path) -> dict:
                     flush_pending()  # never checkpoint a state whose loss was not finite
                     ckpt.save(step, model, optimizer, data_iter, cfg, fs)
                 if stop.requested:
-                    print(f"SIGTERM: saved step {step}; rerun the same command to resume",
-                          flush=True)
+                    print(
+                        f"SIGTERM: saved step {step}; rerun the same command to resume", flush=True
+                    )
                     break
             flush_pending()
         finally:
@@ -149,12 +177,21 @@ def train(cfg: Config, workdir: str | Path) -> dict:
             ckpt.close()
             reporter.close()
             stop.restore()
-    return {"step": step, "metrics": last, "checkpoints": str(ckpt.directory),
-            "preempted": stop.requested, "params": int(n_params)}
+    return {
+        "step": step,
+        "metrics": last,
+        "checkpoints": str(ckpt.directory),
+        "preempted": stop.requested,
+        "params": int(n_params),
+    }
 
 
 def replace(cfg: Config, **sections) -> Config:
     """Convenience for tests and notebooks: replace(cfg, train={"steps": 5})."""
-    return dataclasses.replace(cfg, **{
-        k: dataclasses.replace(getattr(cfg, k), **v) if isinstance(v, dict) else v
-        for k, v in sections.items()})
+    return dataclasses.replace(
+        cfg,
+        **{
+            k: dataclasses.replace(getattr(cfg, k), **v) if isinstance(v, dict) else v
+            for k, v in sections.items()
+        },
+    )

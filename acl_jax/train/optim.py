@@ -15,8 +15,12 @@ def learning_rate(cfg: OptimConfig, batch_size: int, total_steps: int) -> optax.
     peak = cfg.lr * batch_size / REFERENCE_BATCH
     warmup = min(cfg.warmup_steps, max(total_steps - 1, 0))
     return optax.warmup_cosine_decay_schedule(
-        init_value=0.0, peak_value=peak, warmup_steps=warmup,
-        decay_steps=max(total_steps, warmup + 1), end_value=0.0)
+        init_value=0.0,
+        peak_value=peak,
+        warmup_steps=warmup,
+        decay_steps=max(total_steps, warmup + 1),
+        end_value=0.0,
+    )
 
 
 def make_optimizer(cfg: OptimConfig, batch_size: int, total_steps: int):
@@ -31,8 +35,13 @@ def make_optimizer(cfg: OptimConfig, batch_size: int, total_steps: int):
     if cfg.name == "adamw":
         opt = optax.adamw(schedule, weight_decay=cfg.weight_decay, mask=decay_mask)
     elif cfg.name == "lars":
-        opt = optax.lars(schedule, weight_decay=cfg.weight_decay, momentum=cfg.momentum,
-                         weight_decay_mask=decay_mask, trust_ratio_mask=decay_mask)
+        opt = optax.lars(
+            schedule,
+            weight_decay=cfg.weight_decay,
+            momentum=cfg.momentum,
+            weight_decay_mask=decay_mask,
+            trust_ratio_mask=decay_mask,
+        )
     else:
         raise ValueError(f"unknown optimizer {cfg.name!r} (--config.optim.name): adamw or lars")
     if cfg.clip_norm > 0:

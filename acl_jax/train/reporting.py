@@ -26,8 +26,9 @@ def _fmt_duration(seconds: float) -> str:
 class Reporter:
     """Writes WORKDIR/metrics.jsonl and WORKDIR/tb/, prints a line every `every` steps."""
 
-    def __init__(self, workdir: str | Path, *, total_steps: int, batch_size: int, every: int,
-                 start_step: int):
+    def __init__(
+        self, workdir: str | Path, *, total_steps: int, batch_size: int, every: int, start_step: int
+    ):
         self.enabled = jax.process_index() == 0
         self.total_steps, self.batch_size, self.every = total_steps, batch_size, every
         self._t0, self._s0 = time.perf_counter(), start_step
@@ -57,14 +58,17 @@ class Reporter:
         values["samples_per_s"] = steps_per_s * self.batch_size
         self._jsonl.write(json.dumps({"step": step, "time": time.time(), **values}) + "\n")
         for k, v in values.items():
-            self._tb.add_scalar(f"train/{k}", v, step)
+            if math.isfinite(v):  # steps/s is undefined on the first step
+                self._tb.add_scalar(f"train/{k}", v, step)
         if step % self.every == 0 or step == self.total_steps:
             self._jsonl.flush()
             eta = (self.total_steps - step) / steps_per_s if steps_per_s > 0 else float("nan")
-            print(f"step {step}/{self.total_steps}  loss {values['loss']:.4f}  "
-                  f"lr {lr:.2e}  {steps_per_s:.2f} steps/s  "
-                  f"{values['samples_per_s']:.0f} samples/s  ETA {_fmt_duration(eta)}",
-                  flush=True)
+            print(
+                f"step {step}/{self.total_steps}  loss {values['loss']:.4f}  "
+                f"lr {lr:.2e}  {steps_per_s:.2f} steps/s  "
+                f"{values['samples_per_s']:.0f} samples/s  ETA {_fmt_duration(eta)}",
+                flush=True,
+            )
         return values
 
     def close(self) -> None:

@@ -32,7 +32,8 @@ def replicate(tree, mesh: jax.sharding.Mesh):
     """Places host-identical arrays on every device of `mesh` (works multi-process)."""
     sharding = jax.NamedSharding(mesh, P())
     return jax.tree.map(
-        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree)
+        lambda x: jax.make_array_from_process_local_data(sharding, np.asarray(x)), tree
+    )
 
 
 def shard_batch(batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:
@@ -75,4 +76,3 @@ def make_train_step(mesh: jax.sharding.Mesh, seed: int) -> Callable:
         return {**metrics, "loss": loss, "grad_norm": grad_norm}
 
     return train_step
-

@@ -1,0 +1,145 @@
+"""Shared machinery of the predictor objectives (BYOL, SimSiam, MoCo v3): momentum (EMA) target
+networks, their momentum schedule, the method options, the projector and a collapse metric.
+
+Targets. A target network is a copy of online modules (encoder, projector) whose `nnx.Param`s
+are re-typed as `Target` variables: they live in the model state (so `nnx.state(model)` and
+the checkpoints hold them) but are not Params, so neither `nnx.value_and_grad` (which
+differentiates Params) nor `nnx.Optimizer(..., wrt=nnx.Param)` touches them. The copy keeps
+its own `BatchStat`s: the target runs in training mode on the batch (see byol.py), updating its
+own running statistics as deepmind-research's BYOL target state does; only weights are EMAs,
+as in BYOL and MoCo v3 (`param_m = m * param_m + (1 - m) * param_b` over parameters only).
+
+After optimizer update k (k = 1, 2, ... = `optimizer.step` after the update, what the trainer
+passes to `update_targets`), every target weight moves towards its online weight:
+
+    xi <- tau_k * xi + (1 - tau_k) * theta
+    tau_k = 1 - (1 - tau_base) * (cos(pi * min(k - 1, K) / K) + 1) / 2
+
+with K = cfg.train.steps: BYOL's schedule (Grill et al. 2020, sec. 3.2; deepmind-research's
+`target_ema(global_step)` is evaluated with the 0-based step of the update, hence k - 1), also
+MoCo v3's momentum schedule (Chen, Xie, He 2021). tau rises from tau_base to 1 at the end.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from acl_jax.config import Config
+from acl_jax.models import MLPHead
+from acl_jax.models.resnet1d import MaskedBatchNorm
+from acl_jax.objectives.ntxent import global_sum, l2_normalize
+
+
+class Target(nnx.Variable):
+    """A momentum-target weight: the EMA of a Param, never trained by the optimizer."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class MomentumOptions:
+    """Options of the predictor objectives not (yet) in `Config`.
+
+    base_momentum: tau_base of the EMA schedule (BYOL, MoCo v3). 0.99, not BYOL's 0.996:
+      our runs are ~2k steps, not ~300k; 1 / (1 - 0.99) = 100 steps is the target's memory,
+      and 0.99 is within 0.4 points of the best tau_base in BYOL's own ablation (Table 5a),
+      and is MoCo v3's default for ResNets.
+    pred_hidden: hidden width of the predictor MLP; 0 picks the method's default
+      (BYOL and MoCo v3: proj_hidden, as in both papers; SimSiam: proj_dim // 4, its bottleneck).
+    queue_size: MoCo only: past keys kept per view as extra negatives (0 = off, as in MoCo v3).
+    """
+
+    base_momentum: float = 0.99
+    pred_hidden: int = 0
+    queue_size: int = 0
+
+    def __post_init__(self):
+        if not 0.0 <= self.base_momentum <= 1.0:
+            raise ValueError(f"base_momentum must be in [0, 1], got {self.base_momentum}")
+        if self.pred_hidden < 0 or self.queue_size < 0:
+            raise ValueError(
+                f"pred_hidden and queue_size must be >= 0, got {self.pred_hidden}, "
+                f"{self.queue_size}"
+            )
+
+
+def options_from_config(cfg: Config) -> MomentumOptions:
+    """The options for `cfg`. Config has no fields for them yet, so these are the defaults."""
+    del cfg
+    return MomentumOptions()
+
+
+def cosine_momentum(step: jax.Array, total_steps: int, base: float) -> jax.Array:
+    """tau after update `step` (1-based) of `total_steps`: base at the first update, -> 1."""
+    if total_steps < 1:
+        raise ValueError(f"the momentum schedule needs cfg.train.steps >= 1, got {total_steps}")
+    k = jnp.clip(jnp.asarray(step, jnp.float32) - 1.0, 0.0, float(total_steps))
+    return 1.0 - (1.0 - base) * (jnp.cos(math.pi * k / total_steps) + 1.0) / 2.0
+
+
+def make_target(online: nnx.Module) -> nnx.Module:
+    """A copy of `online` with the same weights, its Params re-typed as `Target` variables."""
+    copy = nnx.clone(online)
+    nodes = dict(nnx.iter_graph(copy))
+    for path, node in nodes.items():
+        if isinstance(node, nnx.Param):
+            parent, key = nodes[path[:-1]], path[-1]
+            target = Target(node.get_value())
+            if isinstance(parent, nnx.List):
+                parent[key] = target
+            else:
+                setattr(parent, key, target)
+    return copy
+
+
+def _by_path(module: nnx.Module, kind: type) -> dict:
+    return {path: v for path, v in nnx.iter_graph(module) if isinstance(v, kind)}
+
+
+def ema_update(target: nnx.Module, online: nnx.Module, momentum: jax.Array) -> None:
+    """In place: every Target of `target` <- m * itself + (1 - m) * the same-path online Param."""
+    targets, params = _by_path(target, Target), _by_path(online, nnx.Param)
+    if targets.keys() != params.keys():
+        missing = sorted(set(targets) ^ set(params), key=str)[:3]
+        raise ValueError(f"target and online modules differ in structure, e.g. at {missing}")
+    for path, var in targets.items():
+        online_value = jax.lax.stop_gradient(params[path][...])
+        var[...] = momentum * var[...] + (1.0 - momentum) * online_value
+
+
+class Projector(nnx.Module):
+    """`MLPHead` of `num_layers` linear layers, optionally followed by a BatchNorm without affine
+    parameters on the output (SimSiam's and MoCo v3's projectors end that way; BYOL's does not).
+
+    (B, d_in) -> (B, d_out) float32.
+    """
+
+    def __init__(self, d_in, hidden, d_out, *, num_layers, out_bn, bn_axis, rngs):
+        self.mlp = MLPHead(d_in, hidden, d_out, bn_axis=bn_axis, rngs=rngs, num_layers=num_layers)
+        self.out_bn = nnx.data(
+            MaskedBatchNorm(d_out, use_scale=False, use_bias=False, axis_name=bn_axis, rngs=rngs)
+            if out_bn
+            else None
+        )
+
+    def __call__(self, x):
+        z = self.mlp(x)
+        return z if self.out_bn is None else self.out_bn(z)
+
+
+def normalized_std(z: jax.Array, axis_name: str | None) -> jax.Array:
+    """Mean over dimensions of the global-batch std of z / ||z||. z: (b, P) -> scalar.
+
+    SimSiam's collapse monitor (Chen & He 2021, Fig. 2): 0 when every output is the same
+    vector, about 1 / sqrt(P) for well spread outputs.
+    """
+    u = jax.lax.stop_gradient(l2_normalize(z))
+    sums = global_sum(
+        jnp.stack([jnp.sum(u, 0), jnp.sum(u * u, 0), jnp.full(u.shape[1:], u.shape[0], u.dtype)]),
+        axis_name,
+    )
+    mean = sums[0] / sums[2]
+    return jnp.mean(jnp.sqrt(jnp.maximum(sums[1] / sums[2] - mean * mean, 0.0)))
