@@ -77,6 +77,7 @@ class LossConfig:
     vicreg_sim: float = 25.0  # VICReg invariance weight lambda (Bardes et al. 2022)
     vicreg_var: float = 25.0  # VICReg variance weight mu
     vicreg_cov: float = 1.0  # VICReg covariance weight nu
+    lcd_lambda_dec: float = 1.0  # LCD cross-lead decorrelation weight
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -125,6 +125,6 @@ def lcd(p1, p2, t1, t2, y1, y2, valid, lambda_dec, eps):
 
 
 def momentum(step, total_steps, tau_base):
-    """BYOL's cosine EMA momentum schedule."""
-    frac = min(step, total_steps) / total_steps
-    return 1 - (1 - tau_base) * (math.cos(math.pi * frac) + 1) / 2
+    """BYOL's cosine EMA momentum after update `step` (1-based) of `total_steps`."""
+    k = min(max(step - 1, 0), total_steps)
+    return 1 - (1 - tau_base) * (math.cos(math.pi * k / total_steps) + 1) / 2

@@ -219,9 +219,11 @@ def test_clear_errors(prepared_sample, workdir, tmp_path):
     with pytest.raises(EvalError, match="trained on 500 Hz.*--fs 500"):
         check_compatible(tiny(prepared_sample), 500, manifest, a)
     long_window = replace(tiny(prepared_sample), data={"window": 5000})
-    with pytest.raises(EvalError, match="window \\(5000 samples\\) is longer"):
+    with pytest.raises(EvalError, match="eval window \\(5000 samples\\) is longer"):
         check_compatible(long_window, 100, manifest, a)
     classes = tasks.vocabulary(manifest, str(prepared_sample), "all", "train")
-    val = tasks.split_labels(str(prepared_sample), "val", "all", manifest, classes)
-    with pytest.raises(tasks.TaskError, match="no positive record in the 'val' split"):
-        tasks.require_all_classes(val, classes, "val", "all")
+    train = tasks.split_labels(str(prepared_sample), "train", "all", manifest, classes)
+    tasks.require_all_classes(train, classes, "train", "all")  # the full split has them all
+    few = tasks.subset(train, tasks.stratified_fraction(train.y, 0.05, seed=0))
+    with pytest.raises(tasks.TaskError, match="no positive record in the 'train' split"):
+        tasks.require_all_classes(few, classes, "train", "all")

@@ -17,7 +17,8 @@ from jax import P
 from acl_jax.config import load_config
 from acl_jax.objectives import OBJECTIVES
 from acl_jax.objectives.dlc import Dlc, DlcConfig, dlc_loss
-from acl_jax.objectives.lcd import Lcd, LcdConfig, LcdTarget, lcd_loss, momentum
+from acl_jax.objectives.ema import Target, cosine_momentum
+from acl_jax.objectives.lcd import Lcd, LcdConfig, lcd_loss
 from acl_jax.train.checkpoint import load_pretrainer
 from acl_jax.train.loop import replace, train
 
@@ -203,28 +204,27 @@ def test_lcd_targets_are_state_not_params_and_follow_the_ema():
         for m in (model.encoder, model.projector)
         for x in jax.tree.leaves(nnx.state(m, nnx.Param))
     ]
-    target = [np.asarray(x) for x in jax.tree.leaves(nnx.state(model, LcdTarget))]
+    target = [np.asarray(x) for x in jax.tree.leaves(nnx.state(model, Target))]
     assert len(target) == len(online) > 0
     for o, t in zip(online, target):
         np.testing.assert_array_equal(o, t)  # the target starts as a copy
-    # Not Params: neither the optimizer nor the gradient sees the targets.
+    # Not Params: nnx.grad differentiates Params only, so the targets get no gradient.
     assert not jax.tree.leaves(nnx.state(model.target_encoder, nnx.Param))
-    keys = jax.random.split(jax.random.key(0), 4)
-    grads = nnx.jit(nnx.grad(lambda m: m.loss(_host_batch(7), keys, None)[0]))(model)
+    grads = nnx.grad(
+        lambda m: sum(jnp.sum(x * x) for x in jax.tree.leaves(nnx.state(m, nnx.Param, Target)))
+    )(model)
     kinds = {type(v) for v in jax.tree.leaves(grads, is_leaf=lambda v: isinstance(v, nnx.Variable))}
     assert kinds == {nnx.Param}, kinds
     # Move the online weights, then one EMA update: theta' <- tau theta' + (1 - tau) theta.
     for m in (model.encoder, model.projector):
         nnx.update(m, jax.tree.map(lambda x: x + 1.0, nnx.state(m, nnx.Param)))
     model.update_targets(jnp.asarray(3))
-    tau = ref.momentum(3, 10, LcdConfig().tau_base)
-    np.testing.assert_allclose(momentum(jnp.asarray(3), 10, 0.99), tau, rtol=1e-6)
+    tau = ref.momentum(3, 10, 0.99)
+    np.testing.assert_allclose(cosine_momentum(jnp.asarray(3), 10, 0.99), tau, rtol=1e-6)
     assert 0.99 < tau < 1.0
-    after = [np.asarray(x) for x in jax.tree.leaves(nnx.state(model, LcdTarget))]
+    after = [np.asarray(x) for x in jax.tree.leaves(nnx.state(model, Target))]
     for o, t, a in zip(online, target, after):
         np.testing.assert_allclose(a, tau * t + (1 - tau) * (o + 1.0), rtol=1e-6, atol=1e-7)
-    np.testing.assert_allclose(momentum(jnp.asarray(10), 10, 0.99), 1.0)
-    np.testing.assert_allclose(momentum(jnp.asarray(0), 10, 0.99), 0.99, rtol=1e-7)
 
 
 def test_dlc_training_smoke(prepared_sample, tmp_path, monkeypatch):
@@ -244,7 +244,7 @@ def _full_state(model):
     return {jax.tree_util.keystr(path): np.asarray(x) for path, x in leaves}
 
 
-def test_lcd_training_and_exact_resume_with_targets(prepared_sample, tmp_path, monkeypatch):
+def test_lcd_training_and_exact_resume_with_targets(prepared_sample, tmp_path, monkeypatch, capsys):
     """4 steps straight == 2 steps, restore, 2 more: every model variable, targets included."""
     monkeypatch.setitem(OBJECTIVES, "lcd", Lcd)  # until acl_jax/objectives lists it
     cfg = replace(_tiny(prepared_sample, steps=4, ckpt_every=2, keep=3), objective="lcd")
@@ -256,17 +256,30 @@ def test_lcd_training_and_exact_resume_with_targets(prepared_sample, tmp_path, m
     want = _full_state(straight)
     # Drop the final checkpoint: the rerun resumes from step 2 and redoes steps 3 and 4.
     shutil.rmtree(tmp_path / "checkpoints" / "4")
+    capsys.readouterr()
     train(cfg, tmp_path)
+    assert f"resumed from {tmp_path / 'checkpoints'}/2" in capsys.readouterr().out
     resumed, *_ = load_pretrainer(tmp_path)
     got = _full_state(resumed)
     assert got.keys() == want.keys()
     for key in want:
         np.testing.assert_array_equal(got[key], want[key], err_msg=key)
     # The round trip covered real momentum targets: they moved, and differ from online weights.
-    targets = jax.tree.leaves(nnx.state(resumed.target_encoder, LcdTarget))
+    targets = jax.tree.leaves(nnx.state(resumed.target_encoder, Target))
     online = jax.tree.leaves(nnx.state(resumed.encoder, nnx.Param))
     fresh = jax.tree.leaves(
-        nnx.state(Lcd(cfg, fs=100, bn_axis=None, rngs=nnx.Rngs(0)).target_encoder, LcdTarget)
+        nnx.state(Lcd(cfg, fs=100, bn_axis=None, rngs=nnx.Rngs(0)).target_encoder, Target)
     )
     assert any(np.abs(np.asarray(t) - np.asarray(f)).max() > 0 for t, f in zip(targets, fresh))
     assert any(np.abs(np.asarray(t) - np.asarray(o)).max() > 0 for t, o in zip(targets, online))
+
+
+@pytest.mark.parametrize("name", ["dlc", "lcd"])
+def test_ptbxl_configs_keep_the_acl_ecg_budget(name):
+    configs = TINY.parent
+    cfg = load_config(configs / f"{name}_ptbxl.py")
+    base = load_config(configs / "acl_ecg_ptbxl.py")
+    assert cfg.objective == name
+    same = dataclasses.replace(cfg, objective=base.objective, loss=base.loss)
+    assert same == base, "only the objective and its loss weights differ"
+    assert cfg.loss.temperature == base.loss.temperature

@@ -97,9 +97,10 @@ def check_compatible(cfg: Config, fs: int, manifest: dict, a: EvalArgs) -> None:
             "checkpoint trained at that rate"
         )
     lengths = [m["length"] for m in pipeline.split_metadata(a.data, a.splits[0])]
-    if cfg.data.window > statistics.median(lengths):
+    window = features.eval_window(cfg)
+    if window > statistics.median(lengths):
         raise EvalError(
-            f"the checkpoint's window ({cfg.data.window} samples) is longer than "
+            f"the checkpoint's eval window ({window} samples) is longer than "
             f"most records of {a.data}/{a.splits[0]} (median "
             f"{statistics.median(lengths)} samples): use data with longer records"
         )
@@ -116,10 +117,10 @@ class Evaluation:
         self.a = a
         self.manifest = pipeline.read_manifest(a.data)
         _check_args(a, self.manifest)
-        tasks.parse_task(a.task, self.manifest)
+        # Task first: a typo should fail before a checkpoint is restored.
+        self.base, self.single = tasks.parse_task(a.task, self.manifest)
         self.encoder, self.cfg, self.fs, self.step = load_encoder(a, self.manifest)
         check_compatible(self.cfg, self.fs, self.manifest, a)
-        self.base, self.single = tasks.parse_task(a.task, self.manifest)
         self.classes = tasks.vocabulary(self.manifest, a.data, a.task, a.splits[0])
         self.mesh = make_mesh()
         self.timings: dict[str, float] = {}
@@ -169,7 +170,8 @@ class Evaluation:
         train = tasks.subset(train, tasks.stratified_fraction(train.y, a.label_fraction, a.seed))
         self.val = self._labels(val_split)
         tasks.require_all_classes(train, self.classes, train_split, a.task)
-        tasks.require_all_classes(self.val, self.classes, val_split, a.task)
+        # Classes absent from val are excluded from the val macro average (and listed in the
+        # result's excluded_classes) rather than fatal: a probe can still be fitted for them.
         self.train = train
         if a.protocol == "linear":
             place_model(self.encoder, self.mesh)

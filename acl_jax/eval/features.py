@@ -47,6 +47,12 @@ def _sharded(forward: Forward, mesh: jax.sharding.Mesh) -> Callable:
     return nnx.jit(per_device)
 
 
+def eval_window(cfg: Config) -> int:
+    """The window the encoder is evaluated (and fine-tuned) on: cfg.data.eval_window, or the
+    pretraining window when 0 (objectives like CMSC pretrain on shorter segments)."""
+    return cfg.data.eval_window or cfg.data.window
+
+
 def global_batch_size(batch_size: int) -> int:
     """`batch_size` rounded up to a multiple of the device count (every device gets rows)."""
     n = jax.device_count()
@@ -66,12 +72,12 @@ def record_outputs(
     """(num_records, K) float32: forward's output averaged over each record's windows.
 
     `module` must already be replicated on `mesh` (acl_jax.train.step.place_model) and in
-    inference mode (`inference_view`). Windows are cfg.data.window long with stride
-    cfg.data.eval_stride (0: the window), as in pretraining's eval pipeline.
+    inference mode (`inference_view`). Windows are `eval_window(cfg)` long with stride
+    cfg.data.eval_stride (0: the window).
     """
     n_proc = jax.process_count()
     bsz = global_batch_size(batch_size)
-    window = cfg.data.window
+    window = eval_window(cfg)
     ds, num_windows = pipeline.eval_dataset(
         data_dir,
         split,

@@ -138,7 +138,7 @@ def finetune(
         pipeline.train_dataset(
             data_dir,
             train_split,
-            window=cfg.data.window,
+            window=features.eval_window(cfg),
             max_beats=cfg.data.max_beats,
             batch_size=bsz // n_proc,
             seed=opts.seed,

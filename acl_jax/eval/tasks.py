@@ -105,7 +105,7 @@ def split_labels(
 
 
 def require_all_classes(labels: SplitLabels, classes: list[str], split: str, task: str) -> None:
-    """Model fitting and selection need a positive of every class in train and val."""
+    """Fitting needs a positive of every class of the vocabulary in the (label-fraction) train split."""
     missing = [c for c, n in zip(classes, labels.y.sum(axis=0)) if n == 0]
     if missing:
         raise TaskError(

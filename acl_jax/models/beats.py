@@ -38,11 +38,13 @@ def cut_beats(x: jax.Array, rpeaks: jax.Array, before: int, after: int):
     0 where that index is outside [0, T) or the peak is -1.
     """
     if x.ndim != 3 or rpeaks.ndim != 2 or rpeaks.shape[0] != x.shape[0]:
-        raise ValueError(f"cut_beats expects x (B, C, T) and rpeaks (B, K), got {x.shape}, "
-                         f"{rpeaks.shape}")
+        raise ValueError(
+            f"cut_beats expects x (B, C, T) and rpeaks (B, K), got {x.shape}, {rpeaks.shape}"
+        )
     if before < 0 or after < 1:
-        raise ValueError(f"beat window needs before >= 0 and after >= 1 samples, got "
-                         f"{before}, {after}")
+        raise ValueError(
+            f"beat window needs before >= 0 and after >= 1 samples, got {before}, {after}"
+        )
     b, c, t = x.shape
     k = rpeaks.shape[1]
     valid = rpeaks >= 0

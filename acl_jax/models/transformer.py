@@ -24,6 +24,7 @@ Called as encoder(x, lead_mask, rpeaks): it needs the batch's R-peaks (`needs_rp
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
@@ -31,15 +32,23 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from acl_jax.leads import NUM_LEADS
+from acl_jax.leads import NUM_LEADS, region_matrix
 from acl_jax.models import beats as beat_tokens
-from acl_jax.models.encoder import Features, _regions, masked_pool, register_backbone
+from acl_jax.models.encoder import Features, masked_pool, register_backbone
 
 _MASKED = -1e9
 
 
+@functools.lru_cache(maxsize=16)
+def _regions(spec: str):
+    # A constant kept out of the module state (not a parameter).
+    return region_matrix(spec)
+
+
 def sinusoid(pos: jax.Array, dim: int) -> jax.Array:
-    """pos (...,) float positions -> (..., dim) [sin(pos w_i), cos(pos w_i)], w_i = 1e4^(-2i/dim)."""
+    """pos (...,) positions -> (..., dim) [sin(pos w_i), cos(pos w_i)], w_i = 1e4^(-2i/dim)."""
+    if dim % 2:
+        raise ValueError(f"d_model must be even for sinusoidal time embeddings, got {dim}")
     freqs = jnp.exp(-math.log(1e4) * jnp.arange(dim // 2) * 2.0 / dim)
     ang = pos.astype(jnp.float32)[..., None] * freqs
     return jnp.concatenate([jnp.sin(ang), jnp.cos(ang)], axis=-1)
@@ -156,9 +165,7 @@ class BeatTransformer(nnx.Module):
 
     needs_rpeaks = True
 
-    def __init__(
-        self, *, before, after, dim, depth, heads, mlp_ratio, regions, rngs: nnx.Rngs
-    ):
+    def __init__(self, *, before, after, dim, depth, heads, mlp_ratio, regions, rngs: nnx.Rngs):
         self.before, self.after, self.dim = before, after, dim
         self.region_spec = regions
         self.num_regions = int(_regions(regions).shape[0])
@@ -172,8 +179,9 @@ class BeatTransformer(nnx.Module):
     def tokens(self, x, lead_mask, rpeaks, masked=None) -> BeatTokens:
         """x (B, 12, T) mV, lead_mask (B, 12), rpeaks (B, K) int, masked (B, 12, K) bool|None."""
         if x.ndim != 3 or x.shape[1] != NUM_LEADS or lead_mask.shape != x.shape[:2]:
-            raise ValueError(f"expected x (B, 12, T) and lead_mask (B, 12), got {x.shape}, "
-                             f"{lead_mask.shape}")
+            raise ValueError(
+                f"expected x (B, 12, T) and lead_mask (B, 12), got {x.shape}, {lead_mask.shape}"
+            )
         present = lead_mask > 0
         x = jnp.where(present[..., None], x, 0.0).astype(jnp.float32)
         raw, peak_valid = beat_tokens.cut_beats(x, rpeaks, self.before, self.after)
@@ -205,8 +213,9 @@ class BeatTransformer(nnx.Module):
         summaries, regions (B, R, D) their mean over each region's present leads."""
         t = self.tokens(x, lead_mask, rpeaks)
         mask = t.lead_present.astype(jnp.float32)
-        regions, count = masked_pool(t.summary, jnp.asarray(_regions(self.region_spec))[None]
-                                     * mask[:, None, :])
+        regions, count = masked_pool(
+            t.summary, jnp.asarray(_regions(self.region_spec))[None] * mask[:, None, :]
+        )
         global_, _ = masked_pool(t.summary, mask[:, None, :])
         return Features(
             global_=global_[:, 0],

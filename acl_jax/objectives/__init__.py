@@ -9,6 +9,8 @@ from acl_jax.objectives.barlow_twins import BarlowTwins
 from acl_jax.objectives.base import Pretrainer
 from acl_jax.objectives.cmsc import Cmsc
 from acl_jax.objectives.contrastive import AclEcg, SimCLR
+from acl_jax.objectives.dlc import Dlc
+from acl_jax.objectives.lcd import Lcd
 from acl_jax.objectives.threekg import ThreeKG
 from acl_jax.objectives.vicreg import VICReg
 
@@ -19,6 +21,8 @@ OBJECTIVES: dict[str, type[Pretrainer]] = {
     "3kg": ThreeKG,
     "barlow_twins": BarlowTwins,
     "vicreg": VICReg,
+    "dlc": Dlc,
+    "lcd": Lcd,
 }
 
 

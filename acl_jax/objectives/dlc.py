@@ -30,7 +30,7 @@ anchor a = (i, l, v) with positive p = (i, l, v'):
 a (2L - 1)-way InfoNCE per record when all leads are present; a record with one valid lead gives
 l_inter = log 1 = 0 for it. This is `acl_ecg.inter_region_terms` with regions replaced by leads.
 
-L = w_intra L_intra + w_inter L_inter, defaults w_intra = w_inter = 1 (`DlcConfig`).
+L = w_intra L_intra + w_inter L_inter, from --config.loss.w_intra / w_inter (configs/dlc_ptbxl.py: 1, 1).
 
 Absent leads: a slot not in V is neither an anchor nor anyone's candidate, and its embedding is
 replaced by 0 before any arithmetic (`jnp.where`), so its content (even NaN) reaches neither the
@@ -165,8 +165,8 @@ class Dlc(Pretrainer):
         self.head = MLPHead(self.encoder.dim, m.proj_hidden, m.proj_dim, bn_axis=bn_axis, rngs=rngs)
         self._views = TwoViews(cfg, fs)
         self._temperature = cfg.loss.temperature
-        # Becomes cfg.dlc once Config has that section (see DlcConfig).
-        self._dlc = DlcConfig()
+        # DLC's intra-/inter-lead weights are the config's within-/between-unit weights.
+        self._dlc = DlcConfig(w_intra=cfg.loss.w_intra, w_inter=cfg.loss.w_inter)
 
     def loss(self, batch: dict, keys: jax.Array, axis_name: str | None):
         v1, v2 = self._views(keys, batch)

