@@ -100,6 +100,29 @@ class TrainConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class ClearConfig:
+    mask_ratio: float = 0.75  # fraction of each example's valid beat tokens masked
+    beat_before_s: float = 0.25  # beat window starts this long before the R-peak
+    beat_after_s: float = 0.45  # and ends this long after it
+    d_model: int = 64
+    depth: int = 4
+    heads: int = 4
+    mlp_ratio: int = 2
+    decoder_dim: int = 64
+    decoder_depth: int = 1
+    norm_target: bool = False  # per-beat normalized reconstruction target
+
+    def __post_init__(self):
+        if not 0.0 < self.mask_ratio < 1.0:
+            raise ValueError(f"clear.mask_ratio must be in (0, 1), got {self.mask_ratio}")
+        if self.beat_before_s < 0 or self.beat_after_s <= 0:
+            raise ValueError(
+                f"clear.beat_before_s ({self.beat_before_s}) must be >= 0 and "
+                f"clear.beat_after_s ({self.beat_after_s}) > 0"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     seed: int = 0
     objective: str = "acl_ecg"
@@ -109,6 +132,7 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    clear: ClearConfig = field(default_factory=ClearConfig)  # objective 'clear' only
 
 
 class ConfigError(ValueError):

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 import platform
@@ -244,23 +245,23 @@ class Torch:
             self.loaders[w] = iter(dl)
         self.gen = torch.Generator().manual_seed(1)
 
-    def run_step(self, n: int, threads: int | None = None) -> float:
-        # threads=1: OpenMP's 2-thread barriers stall when the shared cores are oversubscribed.
+    def _timed(self, n: int, threads: int, batches) -> float:
         before = torch.get_num_threads()
-        torch.set_num_threads(threads or before)
+        torch.set_num_threads(threads)
         t0 = time.perf_counter()
         for _ in range(n):
-            self.step(self.fixed)
+            self.step(next(batches))
         elapsed = time.perf_counter() - t0
         torch.set_num_threads(before)
         return elapsed
 
-    def run_e2e(self, n: int, workers: int) -> float:
-        it = self.loaders[workers]
-        t0 = time.perf_counter()
-        for _ in range(n):
-            self.step(next(it))
-        return time.perf_counter() - t0
+    def run_step(self, n: int, threads: int) -> float:
+        # threads=1 too: OpenMP's per-op barriers between 2 threads stall when the shared
+        # cores are oversubscribed, which can make 2 threads much slower than 1.
+        return self._timed(n, threads, itertools.repeat(self.fixed))
+
+    def run_e2e(self, n: int, workers: int, threads: int) -> float:
+        return self._timed(n, threads, self.loaders[workers])
 
     def run_augment(self, n: int) -> float:
         t0 = time.perf_counter()
@@ -281,18 +282,22 @@ def measure(
     if t.params != j.params:
         raise AssertionError(f"twin has {t.params} encoder parameters, acl_jax {j.params}")
     # Warm-up: torch's first steps allocate (several x slower); DataLoader workers start.
-    t.run_step(3), t.run_e2e(1, 0), t.run_e2e(1, 2), j.run_e2e(2), j.run_augment(1)
+    t.run_step(3, 1), t.run_e2e(1, 0, 1), t.run_e2e(1, 2, 1), j.run_e2e(2), j.run_augment(1)
+    threads = torch.get_num_threads()
+    best = [threads]
     modes = {
         "jax_step": (j.run_step, "jax"),
-        "torch_step": (t.run_step, "torch"),
+        "torch_step": (lambda n: t.run_step(n, threads=threads), "torch"),
         "torch_step_1t": (lambda n: t.run_step(n, threads=1), "torch"),
         "jax_e2e": (j.run_e2e, "jax"),
-        "torch_e2e_w0": (lambda n: t.run_e2e(n, 0), "torch"),
-        "torch_e2e_w2": (lambda n: t.run_e2e(n, 2), "torch"),
+        # End to end with whichever thread count was faster in this round's step windows.
+        "torch_e2e_w0": (lambda n: t.run_e2e(n, 0, best[0]), "torch"),
+        "torch_e2e_w2": (lambda n: t.run_e2e(n, 2, best[0]), "torch"),
         "jax_augment": (j.run_augment, "jax"),
         "torch_augment": (t.run_augment, "torch"),
     }
     times = {k: [] for k in modes}
+    best_threads = []
     cpu = {k: [] for k in modes}  # CPU seconds of this process per step (workers not counted)
     rss = {"jax": 0.0, "torch": 0.0}
     for r in range(rounds):
@@ -301,6 +306,9 @@ def measure(
             c0 = time.process_time()
             times[mode].append(fn(steps) / steps)
             cpu[mode].append((time.process_time() - c0) / steps)
+            if mode == "torch_step_1t":
+                best[0] = 1 if times[mode][-1] < times["torch_step"][-1] else threads
+                best_threads.append(best[0])
             rss[fw] = max(rss[fw], peak_rss_mb())
         print(
             f"[{name}] round {r + 1}/{rounds}: "
@@ -326,6 +334,7 @@ def measure(
         "samples_per_s": {k: round(v, 1) for k, v in sps.items()},
         "steps_per_s": {k: round(1 / v, 3) for k, v in sec.items()},
         "step_s_all_rounds": {k: [round(x, 4) for x in v] for k, v in times.items()},
+        "torch_threads_e2e_per_round": best_threads,
         "cpu_s_per_step": {k: round(statistics.median(v), 4) for k, v in cpu.items()},
         "jax_over_torch": {
             "step": round(sps["jax_step"] / sps["torch_step"], 3),

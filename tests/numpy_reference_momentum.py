@@ -34,7 +34,9 @@ def byol(p1, p2, t1, t2) -> tuple[float, float]:
 
 def simsiam(p1, p2, z1, z2) -> float:
     """Mean over examples of -cos(p1, z2) / 2 - cos(p2, z1) / 2."""
-    return float(np.mean([-_cos(p1[i], z2[i]) / 2 - _cos(p2[i], z1[i]) / 2 for i in range(len(p1))]))
+    return float(
+        np.mean([-_cos(p1[i], z2[i]) / 2 - _cos(p2[i], z1[i]) / 2 for i in range(len(p1))])
+    )
 
 
 def _ctr(query, positive, candidates, temperature) -> tuple[float, bool]:
@@ -72,6 +74,6 @@ def enqueue(queue, queue_len, k1, k2) -> tuple[np.ndarray, int]:
 
 
 def cosine_momentum(step: int, total_steps: int, base: float) -> float:
-    """BYOL's tau for 1-based update `step`: 1 - (1 - base) (cos(pi k / K) + 1) / 2, k = step - 1."""
+    """tau after 1-based update `step`: 1 - (1 - base) (cos(pi k / K) + 1) / 2, k = step - 1."""
     k = min(max(step - 1, 0), total_steps)
     return 1 - (1 - base) * (math.cos(math.pi * k / total_steps) + 1) / 2

@@ -105,7 +105,7 @@ def split_labels(
 
 
 def require_all_classes(labels: SplitLabels, classes: list[str], split: str, task: str) -> None:
-    """Fitting needs a positive of every class of the vocabulary in the (label-fraction) train split."""
+    """Fitting needs a positive of every vocabulary class in the (label-fraction) train split."""
     missing = [c for c, n in zip(classes, labels.y.sum(axis=0)) if n == 0]
     if missing:
         raise TaskError(

@@ -3,6 +3,7 @@
 from acl_jax.models.encoder import BACKBONES, ECGEncoder, Features, masked_pool, register_backbone
 from acl_jax.models.heads import MLPHead
 from acl_jax.models.resnet1d import DEFAULT_LAYOUT, LAYOUTS, MaskedBatchNorm, ResNet1d
+from acl_jax.models.transformer import PatchTransformer  # registers backbone "transformer"
 
 __all__ = [
     "BACKBONES",
@@ -12,6 +13,7 @@ __all__ = [
     "Features",
     "MLPHead",
     "MaskedBatchNorm",
+    "PatchTransformer",
     "ResNet1d",
     "masked_pool",
     "register_backbone",

@@ -7,6 +7,7 @@ from flax import nnx
 from acl_jax.config import Config
 from acl_jax.objectives.barlow_twins import BarlowTwins
 from acl_jax.objectives.base import Pretrainer
+from acl_jax.objectives.clear import Clear
 from acl_jax.objectives.cmsc import Cmsc
 from acl_jax.objectives.contrastive import AclEcg, SimCLR
 from acl_jax.objectives.dlc import Dlc
@@ -23,6 +24,7 @@ OBJECTIVES: dict[str, type[Pretrainer]] = {
     "vicreg": VICReg,
     "dlc": Dlc,
     "lcd": Lcd,
+    "clear": Clear,
 }
 
 

@@ -30,13 +30,11 @@ the lead summary tokens over present leads (BeatTransformer.__call__).
 
 from __future__ import annotations
 
-import dataclasses
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from acl_jax.config import Config
+from acl_jax.config import ClearConfig, Config
 from acl_jax.leads import NUM_LEADS
 from acl_jax.models.beats import sample_beat_mask
 from acl_jax.models.transformer import BeatTransformer, Decoder
@@ -44,33 +42,9 @@ from acl_jax.objectives.base import Pretrainer
 from acl_jax.objectives.ntxent import global_sum
 
 
-@dataclasses.dataclass(frozen=True, kw_only=True)
-class ClearConfig:
-    mask_ratio: float = 0.75  # fraction of each example's valid beat tokens masked
-    beat_before_s: float = 0.25  # beat window starts this long before the R-peak
-    beat_after_s: float = 0.45  # and ends this long after it
-    d_model: int = 64
-    depth: int = 4
-    heads: int = 4
-    mlp_ratio: int = 2
-    decoder_dim: int = 64
-    decoder_depth: int = 1
-    norm_target: bool = False  # per-beat normalized reconstruction target
-
-    def __post_init__(self):
-        if not 0.0 < self.mask_ratio < 1.0:
-            raise ValueError(f"clear.mask_ratio must be in (0, 1), got {self.mask_ratio}")
-        if self.beat_before_s < 0 or self.beat_after_s <= 0:
-            raise ValueError(
-                f"clear.beat_before_s ({self.beat_before_s}) must be >= 0 and "
-                f"clear.beat_after_s ({self.beat_after_s}) > 0"
-            )
-
-
 def clear_config(cfg: Config) -> ClearConfig:
-    """The CLEAR settings of `cfg`: module defaults until Config carries a `clear` section."""
-    del cfg
-    return ClearConfig()
+    """The CLEAR settings of `cfg` (`--config.clear.*`)."""
+    return cfg.clear
 
 
 def beat_window(fs: int, c: ClearConfig) -> tuple[int, int]:

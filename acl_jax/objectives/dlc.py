@@ -30,7 +30,8 @@ anchor a = (i, l, v) with positive p = (i, l, v'):
 a (2L - 1)-way InfoNCE per record when all leads are present; a record with one valid lead gives
 l_inter = log 1 = 0 for it. This is `acl_ecg.inter_region_terms` with regions replaced by leads.
 
-L = w_intra L_intra + w_inter L_inter, from --config.loss.w_intra / w_inter (configs/dlc_ptbxl.py: 1, 1).
+L = w_intra L_intra + w_inter L_inter, weights from --config.loss.w_intra / w_inter
+(configs/dlc_ptbxl.py sets both to 1).
 
 Absent leads: a slot not in V is neither an anchor nor anyone's candidate, and its embedding is
 replaced by 0 before any arithmetic (`jnp.where`), so its content (even NaN) reaches neither the

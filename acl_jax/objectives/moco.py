@@ -112,10 +112,7 @@ def enqueue(
     """
     size = queue.shape[1]
     new = jnp.stack(
-        [
-            _gather_replicated(lax.stop_gradient(l2_normalize(k)), axis_name)
-            for k in (k1, k2)
-        ]
+        [_gather_replicated(lax.stop_gradient(l2_normalize(k)), axis_name) for k in (k1, k2)]
     )  # (2, N, P)
     merged = jnp.concatenate([new.astype(queue.dtype), queue], axis=1)[:, :size]
     return merged, jnp.minimum(queue_len + new.shape[1], size).astype(queue_len.dtype)
