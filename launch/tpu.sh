@@ -123,10 +123,13 @@ where=(--project "$project" --zone "$zone")
 on_all() { run gcloud compute tpus tpu-vm ssh "$name" "${where[@]}" --worker=all --command "$1"; }
 on_first() { run gcloud compute tpus tpu-vm ssh "$name" "${where[@]}" --worker=0 --command "$1"; }
 
+# gs:// paths need gcsfs (etils.epath) and google-cloud-storage (TensorBoard): docs/gcs.md.
+gcs_pkgs=""
+if [[ $workdir == gs://* || $data == gs://* ]]; then gcs_pkgs=" gcsfs google-cloud-storage"; fi
 # On the worker: Python >= 3.11 (the Ubuntu 22.04 images ship 3.10), a venv, acl_jax, jax[tpu].
 # shellcheck disable=SC2016  # $PY expands on the worker, not here
 py_setup='PY=python3; if ! $PY -c "import sys; sys.exit(sys.version_info < (3, 11))"; then sudo apt-get -qq update && sudo apt-get -qq install -y python3.11 python3.11-venv && PY=python3.11; fi'
-install_cmd="set -e; $py_setup; cd ~/acl_jax; [ -x .venv/bin/python ] || \$PY -m venv .venv; .venv/bin/pip install -q -U pip; .venv/bin/pip install -q -e . 'jax[tpu]'; .venv/bin/python -c 'import jax; print(jax.process_index(), jax.local_device_count(), jax.devices()[0].device_kind)'"
+install_cmd="set -e; $py_setup; cd ~/acl_jax; [ -x .venv/bin/python ] || \$PY -m venv .venv; .venv/bin/pip install -q -U pip; .venv/bin/pip install -q -e . 'jax[tpu]'$gcs_pkgs; .venv/bin/python -c 'import jax; print(jax.process_index(), jax.local_device_count(), jax.devices()[0].device_kind)'"
 
 do_install() {
   if [ -n "$repo" ]; then
