@@ -63,6 +63,7 @@ class ModelConfig:
     kernel: int = 7
     proj_hidden: int = 512
     proj_dim: int = 128
+    pred_hidden: int = 0  # predictor hidden width (BYOL/SimSiam/MoCo); 0 = method default
     regions: str = DEFAULT_REGIONS
     dtype: str = "float32"  # compute dtype; parameters stay float32
 
@@ -78,6 +79,8 @@ class LossConfig:
     vicreg_var: float = 25.0  # VICReg variance weight mu
     vicreg_cov: float = 1.0  # VICReg covariance weight nu
     lcd_lambda_dec: float = 1.0  # LCD cross-lead decorrelation weight
+    base_momentum: float = 0.99  # BYOL/MoCo/LCD EMA momentum at step 1, cosine-increased to 1
+    queue_size: int = 0  # MoCo: past keys kept per view as extra negatives; 0 = off (v3)
 
 
 @dataclass(frozen=True, kw_only=True)

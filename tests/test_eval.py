@@ -1,4 +1,5 @@
-"""The evaluation binary end to end on the prepared real sample and a tiny pretraining run."""
+"""The evaluation binary end to end on the prepared real sample and tiny pretraining runs
+(ACL-ECG and CLEAR), plus LUDB wave segmentation on the three fixture records."""
 
 import dataclasses
 import json
@@ -8,8 +9,10 @@ import sys
 import threading
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
+from flax import nnx
 
 from acl_jax.compare import CompareError, compare
 from acl_jax.compare import main as compare_main
@@ -19,16 +22,28 @@ from acl_jax.eval import (
     EvalArgs,
     EvalError,
     Evaluation,
+    SegmentationEvaluation,
     check_compatible,
     evaluate,
     follow,
     report,
     tasks,
 )
+from acl_jax.eval.ludb_windows import (
+    LudbDataError,
+    load_record,
+    make_windows,
+    nearest_labels,
+    split_records,
+    stitch,
+)
+from acl_jax.eval.metrics import WAVES
+from acl_jax.models import ECGEncoder, ResNet1d
 from acl_jax.train.loop import replace, train
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "configs" / "tiny.py"
+LUDB = REPO / "tests" / "fixtures" / "ludb"
 
 
 def tiny(data_dir, **train_):
@@ -227,3 +242,161 @@ def test_clear_errors(prepared_sample, workdir, tmp_path):
     few = tasks.subset(train, tasks.stratified_fraction(train.y, 0.05, seed=0))
     with pytest.raises(tasks.TaskError, match="no positive record in the 'train' split"):
         tasks.require_all_classes(few, classes, "train", "all")
+
+
+@pytest.fixture(scope="module")
+def clear_workdir(prepared_sample, tmp_path_factory):
+    """A tiny CLEAR pretraining run (heartbeat-token encoder that needs R-peaks)."""
+    out = tmp_path_factory.mktemp("clear")
+    cfg = replace(
+        tiny(prepared_sample, steps=2, ckpt_every=2),
+        objective="clear",
+        data={"max_beats": 4},
+        augment={"ops": ()},
+        clear={"d_model": 16, "depth": 1, "heads": 2, "decoder_dim": 16},
+    )
+    train(cfg, out)
+    return out
+
+
+def test_clear_checkpoint_in_linear_finetune_and_frozen_hug(
+    prepared_sample, clear_workdir, tmp_path
+):
+    lin = evaluate(args(prepared_sample, workdir=str(clear_workdir), bootstrap=50))
+    assert lin["config"]["objective"] == "clear" and np.isfinite(lin["test"]["macro_auroc"])
+    ft = evaluate(
+        args(
+            prepared_sample,
+            workdir=str(clear_workdir),
+            protocol="finetune",
+            finetune_steps=1,
+            finetune_eval_every=1,
+            bootstrap=50,
+        )
+    )
+    assert np.isfinite(ft["test"]["macro_auroc"]) and ft["selection"]["steps_run"] == 1
+    # A learning rate this large makes AdamW's weight decay visible, had it reached the encoder.
+    run = Evaluation(
+        args(
+            prepared_sample,
+            workdir=str(clear_workdir),
+            protocol="hug",
+            hug_freeze_encoder=True,
+            head_lr=0.5,
+            finetune_steps=2,
+            finetune_eval_every=2,
+            bootstrap=50,
+        )
+    )
+    before = jax.tree.map(np.array, nnx.state(run.encoder, nnx.Param))
+    run.select()
+    hug = run.evaluate_test()
+    after = nnx.state(run.classifier.encoder, nnx.Param)
+    for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after), strict=True):
+        np.testing.assert_array_equal(a, np.asarray(b))
+    head = nnx.state(run.classifier.head, nnx.Param)
+    assert any(np.abs(np.asarray(v)).max() > 0 for v in jax.tree.leaves(head))
+    assert hug["protocol"] == "hug" and hug["selection"]["steps_run"] == 2
+    r = json.loads(report.write(hug, tmp_path / "hug.json")["json"].read_text())
+    assert 0.0 <= r["test"]["macro_auroc"] <= 1.0 and r["args"]["hug_freeze_encoder"] is True
+
+
+def test_hug_needs_a_clear_checkpoint_and_segmentation_a_feature_map(
+    prepared_sample, workdir, clear_workdir
+):
+    with pytest.raises(EvalError, match="use a `clear` checkpoint.*'acl_ecg' has a ECGEncoder"):
+        Evaluation(args(prepared_sample, workdir=str(workdir), protocol="hug"))
+    seg = EvalArgs(data=str(LUDB), task="ludb_segmentation", workdir=str(clear_workdir))
+    with pytest.raises(EvalError, match="features_map.*'clear' has a BeatTransformer"):
+        SegmentationEvaluation(seg)
+    with pytest.raises(EvalError, match="supports --protocol linear or finetune"):
+        SegmentationEvaluation(dataclasses.replace(seg, protocol="hug"))
+    with pytest.raises(EvalError, match="holds no LUDB record.*not prepared shards"):
+        SegmentationEvaluation(dataclasses.replace(seg, data=str(prepared_sample)))
+
+
+def test_ludb_segmentation_scores_dice_on_held_out_records(workdir, tmp_path):
+    a = EvalArgs(
+        data=str(LUDB),
+        task="ludb_segmentation",
+        workdir=str(workdir),
+        batch_size=16,
+        finetune_steps=2,
+        finetune_eval_every=2,
+        bootstrap=50,
+    )
+    r = evaluate(a)
+    records = r["records"]
+    assert [len(records[s]) for s in ("train", "val", "test")] == [1, 1, 1]
+    assert sorted(records["train"] + records["val"] + records["test"]) == ["1", "38", "8"]
+    assert r["fs"] == 100 and r["window"] == 200 and r["target_lead"] == "II"
+    for split in ("val", "test"):
+        dice = r[split]["dice"]
+        assert set(dice) == set(WAVES)
+        assert all(np.isnan(d) or 0.0 <= d <= 1.0 for d in dice.values())
+        assert np.isfinite(dice["QRS"]) and np.isfinite(dice["T"])  # every record has both
+    # The reported Dice is the NumPy definition on the (single) test record's label arrays.
+    ex = r["example"]
+    true, pred = np.asarray(ex["true"]), np.asarray(ex["pred"])
+    assert ex["id"] == records["test"][0] and true.shape == pred.shape
+    for k, wave in enumerate(WAVES, start=1):
+        a_, b_ = true == k, pred == k
+        if a_.sum() + b_.sum():
+            expected = 2 * np.sum(a_ & b_) / (a_.sum() + b_.sum())
+            assert r["test"]["dice"][wave] == pytest.approx(expected)
+    paths = report.write(r, tmp_path / "seg.json")
+    md = paths["md"].read_text()
+    assert md.startswith("### ludb_segmentation: linear") and "| test | 1 |" in md
+    assert paths["png"].name == "seg_seg.png" and paths["png"].read_bytes()[:4] == b"\x89PNG"
+    assert json.loads(paths["json"].read_text())["test_records"]["ids"] == records["test"]
+
+
+def test_ludb_records_split_resample_window_and_stitch():
+    names = [str(i) for i in range(1, 41)]
+    train_, val, test = split_records(names, (0.6, 0.2, 0.2), seed=0)
+    assert (len(train_), len(val), len(test)) == (24, 8, 8)
+    assert sorted(train_ + val + test, key=int) == names
+    assert split_records(names, (0.6, 0.2, 0.2), seed=0) == (train_, val, test)
+    assert split_records(names, (0.6, 0.2, 0.2), seed=1)[2] != test
+    with pytest.raises(LudbDataError, match="summing to 1"):
+        split_records(names, (0.6, 0.2, 0.3), seed=0)
+    with pytest.raises(LudbDataError, match="2 records cannot give"):
+        split_records(["1", "2"], (0.6, 0.2, 0.2), seed=0)
+    src = np.repeat(np.array([0, 1, 0, 2, 3]), 5)  # 25 samples at 500 Hz
+    np.testing.assert_array_equal(nearest_labels(src, 500, 100, 5), [0, 1, 0, 2, 3])
+    rec = load_record(str(LUDB), "1", 100)
+    # Annotated span [583, 4053) at 500 Hz -> [116, 811) at 100 Hz.
+    assert rec.signal.shape == (12, 695) and rec.labels.shape == (695,)
+    assert set(np.unique(rec.labels)) == {0, 1, 2, 3} and rec.lead_mask.sum() == 12
+    w = make_windows([rec], 200)
+    assert w.signal.shape[1:] == (12, 200) and w.valid.all()  # 695 > 200: no padding
+    onehot = np.eye(4)[w.labels]
+    np.testing.assert_array_equal(stitch(onehot, w, [695])[0], rec.labels)
+    long = make_windows([rec], 1000)  # longer than the span: one zero-padded window
+    assert long.signal.shape[0] == 1 and long.valid.sum() == 695
+    np.testing.assert_array_equal(stitch(np.eye(4)[long.labels], long, [695])[0], rec.labels)
+
+
+def test_feature_maps_pool_to_the_encoders_features():
+    from acl_jax.config import ModelConfig
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(3, 12, 80)).astype(np.float32)
+    lead_mask = np.ones((3, 12), np.float32)
+    lead_mask[0, 4] = 0.0
+    net = nnx.view(ResNet1d(12, (8, 16), (1, 1), 7, rngs=nnx.Rngs(0)), use_running_average=True)
+    fmap = net.features_map(x)
+    assert fmap.shape == (3, 80 // 8, 16)
+    np.testing.assert_allclose(fmap.mean(axis=1), net(x), rtol=1e-5, atol=1e-6)
+    for lead_wise in (True, False):
+        cfg = ModelConfig(widths=(8, 16), blocks=(1, 1), lead_wise=lead_wise)
+        enc = nnx.view(ECGEncoder(cfg, rngs=nnx.Rngs(1)), use_running_average=True)
+        fmap = enc.features_map(x, lead_mask)
+        assert fmap.shape == (3, 10, 16)
+        if lead_wise:  # the mean over present leads: its time mean is the global feature
+            np.testing.assert_allclose(
+                fmap.mean(axis=1), enc(x, lead_mask).global_, rtol=1e-5, atol=1e-6
+            )
+        junk = x.copy()
+        junk[0, 4] = 1e3  # an absent lead never reaches the map
+        np.testing.assert_allclose(enc.features_map(junk, lead_mask), fmap, rtol=1e-6)

@@ -1,13 +1,19 @@
-"""Evaluation metrics against scikit-learn, bootstrap intervals and the paired test."""
+"""Evaluation metrics against scikit-learn, bootstrap intervals and the paired test; Dice of
+wave segmentation against a NumPy reference."""
 
 import numpy as np
 import pytest
 from sklearn.metrics import average_precision_score, roc_auc_score, roc_curve
 
 from acl_jax.eval.metrics import (
+    WAVES,
     auroc,
     average_precision,
     bootstrap_ci,
+    dice_bootstrap_ci,
+    dice_counts,
+    dice_from_counts,
+    dice_metrics,
     macro_metrics,
     paired_bootstrap,
     roc_points,
@@ -93,3 +99,67 @@ def test_paired_bootstrap():
     same = paired_bootstrap(y, good, good, num=300, seed=0)
     assert same["delta_macro_auroc"] == 0 and same["p_value"] == 1.0
     assert 0.0 <= better["p_value"] <= 1.0
+
+
+def reference_dice(true, pred, label):
+    """Dice of one label, straight from the definition: 2 |A and B| / (|A| + |B|)."""
+    a, b = np.asarray(true) == label, np.asarray(pred) == label
+    total = a.sum() + b.sum()
+    return 2.0 * np.sum(a & b) / total if total else float("nan")
+
+
+def test_dice_known_masks():
+    true = np.array([0, 1, 1, 1, 0, 2, 2, 0, 3, 3, 3, 3])
+    pred = np.array([1, 1, 0, 0, 0, 2, 2, 2, 3, 3, 3, 0])
+    counts = dice_counts(true, pred)
+    np.testing.assert_array_equal(counts, [[1, 2, 3], [2, 3, 2], [3, 3, 4]])
+    m = dice_metrics(counts[None])
+    # P: 2*1/(3+2), QRS: 2*2/(2+3), T: 2*3/(4+3), by hand.
+    assert m["dice"] == pytest.approx({"P": 0.4, "QRS": 0.8, "T": 6 / 7})
+    assert m["mean_dice"] == pytest.approx((0.4 + 0.8 + 6 / 7) / 3)
+    assert dice_metrics(dice_counts(true, true)[None])["dice"] == {w: 1.0 for w in WAVES}
+
+
+def test_dice_pooled_over_records_equals_numpy_on_the_concatenation():
+    rng = np.random.default_rng(0)
+    true = [rng.integers(0, 4, size=n) for n in rng.integers(50, 200, size=12)]
+    pred = [np.where(rng.random(t.size) < 0.7, t, rng.integers(0, 4, t.size)) for t in true]
+    true[3][:] = 0  # a record without waves (AF records lack P, for example)
+    counts = np.stack([dice_counts(t, p) for t, p in zip(true, pred)])
+    m = dice_metrics(counts)
+    cat_t, cat_p = np.concatenate(true), np.concatenate(pred)
+    for k, wave in enumerate(WAVES, start=1):
+        assert m["dice"][wave] == pytest.approx(reference_dice(cat_t, cat_p, k), abs=1e-12)
+        assert dice_from_counts(counts[5])[k - 1] == pytest.approx(
+            reference_dice(true[5], pred[5], k), abs=1e-12
+        )
+    assert m["num_records"] == 12
+
+
+def test_dice_undefined_when_a_wave_is_absent_from_both():
+    true = np.array([0, 2, 2, 3, 3, 0])  # no P wave, none predicted
+    pred = np.array([0, 2, 0, 3, 3, 3])
+    m = dice_metrics(dice_counts(true, pred)[None])
+    assert np.isnan(m["dice"]["P"]) and np.isnan(reference_dice(true, pred, 1))
+    assert m["mean_dice"] == pytest.approx((2 / 3 + 0.8) / 2)  # mean over defined waves only
+    # A P predicted where there is none is an error (Dice 0), not undefined.
+    pred[0] = 1
+    assert dice_metrics(dice_counts(true, pred)[None])["dice"]["P"] == 0.0
+
+
+def test_dice_bootstrap_contains_estimate_and_is_seeded():
+    rng = np.random.default_rng(1)
+    true = [rng.integers(0, 4, size=100) for _ in range(20)]
+    pred = [np.where(rng.random(100) < rng.random(), t, 0) for t in true]
+    counts = np.stack([dice_counts(t, p) for t, p in zip(true, pred)])
+    point = dice_metrics(counts)
+    ci = dice_bootstrap_ci(counts, num=300, seed=0)
+    lo, hi = ci["mean_dice_ci"]
+    assert lo < point["mean_dice"] < hi
+    for w in WAVES:
+        assert ci["dice_ci"][w][0] <= point["dice"][w] <= ci["dice_ci"][w][1]
+    assert ci == dice_bootstrap_ci(counts, num=300, seed=0)
+    assert ci != dice_bootstrap_ci(counts, num=300, seed=1)
+    same = np.repeat(counts[:1], 10, axis=0)  # identical records: no spread at all
+    one = dice_bootstrap_ci(same, num=50, seed=0)["mean_dice_ci"]
+    assert one[0] == pytest.approx(one[1]) == pytest.approx(dice_metrics(same)["mean_dice"])

@@ -21,6 +21,7 @@ from typing import Any
 import grain
 import jax
 import numpy as np
+from etils import epath
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
@@ -32,14 +33,14 @@ _PREPARE_HINT = "run `python -m acl_jax.prepare` to create it"
 
 def read_manifest(data_dir: str) -> dict:
     """Loads DATA_DIR/manifest.json; a missing or corrupt file names the dir and the fix."""
-    path = os.path.join(data_dir, "manifest.json")
-    if not os.path.isfile(path):
+    # epath: the same code reads local paths and gs:// (with gcsfs installed; docs/gcs.md).
+    path = epath.Path(data_dir) / "manifest.json"
+    if not path.is_file():
         raise FileNotFoundError(
             f"no prepared data in {data_dir!r} ({path} is missing): {_PREPARE_HINT}"
         )
     try:
-        with open(path) as f:
-            manifest = json.load(f)
+        manifest = json.loads(path.read_text())
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path} is corrupt ({e}): {_PREPARE_HINT} again") from e
     if not isinstance(manifest, dict) or not isinstance(manifest.get("splits"), dict):
@@ -55,7 +56,7 @@ def split_paths(data_dir: str, split: str) -> list[str]:
             f"split {split!r} is not in {data_dir}/manifest.json; available: {sorted(splits)}"
         )
     paths = [os.path.join(data_dir, rel) for rel in splits[split]["shards"]]
-    missing = [p for p in paths if not os.path.isfile(p)]
+    missing = [p for p in paths if not epath.Path(p).is_file()]
     if missing:
         raise FileNotFoundError(
             f"shards of split {split!r} are missing: {missing}: {_PREPARE_HINT}"

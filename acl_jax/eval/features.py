@@ -5,13 +5,18 @@ use_running_average=True)`), so a window's output does not depend on what else i
 and padding rows (valid=False) are harmless. Window batches are split over the mesh's "data"
 axis inside `nnx.shard_map` (every device of every process works), gathered back to every host
 with their `record` and `valid` keys, and averaged per record.
+
+Encoders differ in what they read from a batch: ECGEncoder takes (signal, lead_mask), CLEAR's
+BeatTransformer (class attribute `needs_rpeaks = True`) also the window's R-peaks. `encode`
+is the one place that knows this; every protocol calls encoders through it, and the batches
+handed to modules always carry "signal", "lead_mask" and "rpeaks".
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import jax
 import numpy as np
@@ -23,26 +28,49 @@ from acl_jax.config import Config
 from acl_jax.data import pipeline
 from acl_jax.train.step import DATA_AXIS, shard_batch
 
-# forward(module, x (b, 12, W), lead_mask (b, 12)) -> (b, K) float32
-Forward = Callable[[nnx.Module, jax.Array, jax.Array], jax.Array]
+# Keys of a pipeline batch that modules read (signal (b, 12, W), lead_mask (b, 12), rpeaks (b, K)).
+MODEL_KEYS = ("signal", "lead_mask", "rpeaks")
+# forward(module, batch with MODEL_KEYS) -> (b, ...) float32
+Forward = Callable[[nnx.Module, Mapping[str, jax.Array]], jax.Array]
 
 
-def encoder_features(encoder: nnx.Module, x: jax.Array, lead_mask: jax.Array) -> jax.Array:
+def needs_rpeaks(encoder: nnx.Module) -> bool:
+    """True for heartbeat-token encoders, called as encoder(x, lead_mask, rpeaks)."""
+    return bool(getattr(encoder, "needs_rpeaks", False))
+
+
+def encode(encoder: nnx.Module, batch: Mapping[str, jax.Array]):
+    """`encoder`'s Features of batch["signal"] (b, 12, W), with batch["lead_mask"] (b, 12) and,
+    for encoders that need them, batch["rpeaks"] (b, K) window-relative (-1 padded)."""
+    if not needs_rpeaks(encoder):
+        return encoder(batch["signal"], batch["lead_mask"])
+    if "rpeaks" not in batch:
+        raise ValueError(
+            f"{type(encoder).__name__} needs batch['rpeaks'] (window-relative R-peaks): pass "
+            "the pipeline's batch with its 'rpeaks' key"
+        )
+    return encoder(batch["signal"], batch["lead_mask"], batch["rpeaks"])
+
+
+def encoder_features(encoder: nnx.Module, batch: Mapping[str, jax.Array]) -> jax.Array:
     """The encoder's global features (b, D): what the linear probe sees."""
-    return encoder(x, lead_mask).global_
+    return encode(encoder, batch).global_
 
 
 def inference_view(module: nnx.Module) -> nnx.Module:
-    """A view of `module` sharing its weights with BatchNorm on running statistics."""
-    return nnx.view(module, use_running_average=True)
+    """A view of `module` sharing its weights with BatchNorm on running statistics (a
+    module without BatchNorm, e.g. CLEAR's transformer, is returned as such a view too)."""
+    return nnx.view(module, use_running_average=True, raise_if_not_found=False)
 
 
 @functools.lru_cache(maxsize=8)
-def _sharded(forward: Forward, mesh: jax.sharding.Mesh) -> Callable:
-    # Cached per (forward, mesh): periodic validation during fine-tuning reuses one compile.
-    @nnx.shard_map(mesh=mesh, in_specs=(P(), P(DATA_AXIS), P(DATA_AXIS)), out_specs=P(DATA_AXIS))
-    def per_device(module, x, lead_mask):
-        return forward(module, x, lead_mask).astype(np.float32)
+def sharded(forward: Forward, mesh: jax.sharding.Mesh) -> Callable:
+    """`fn(module, batch) -> forward(module, batch)` jitted, the batch's rows split over the
+    mesh's "data" axis. Cached per (forward, mesh): periodic validation reuses one compile."""
+
+    @nnx.shard_map(mesh=mesh, in_specs=(P(), P(DATA_AXIS)), out_specs=P(DATA_AXIS))
+    def per_device(module, batch):
+        return forward(module, batch).astype(np.float32)
 
     return nnx.jit(per_device)
 
@@ -89,11 +117,11 @@ def record_outputs(
         process_count=n_proc,
     )
     num_records = int(pipeline.read_manifest(data_dir)["splits"][split]["num_records"])
-    fn = _sharded(forward, mesh)
+    fn = sharded(forward, mesh)
     sums, counts = None, np.zeros(num_records, np.int64)
     for host in ds:
-        batch = shard_batch({k: host[k] for k in ("signal", "lead_mask", "record", "valid")}, mesh)
-        out = fn(module, batch["signal"], batch["lead_mask"])
+        batch = shard_batch({k: host[k] for k in (*MODEL_KEYS, "record", "valid")}, mesh)
+        out = fn(module, {k: batch[k] for k in MODEL_KEYS})
         out, record, valid = (
             np.asarray(multihost_utils.process_allgather(a, tiled=True))
             for a in (out, batch["record"], batch["valid"])

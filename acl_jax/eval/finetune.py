@@ -8,7 +8,12 @@ global mean, so the gradient is that of one device holding the whole batch.
 
 Labels reach the batches through the pipeline's `record` key: rows of records outside the
 labelled set (no label, or not in the label-fraction subset) are dropped on the host and
-batches are refilled to full size, so no device computes on unlabelled rows.
+batches are refilled to full size, so no device computes on unlabelled rows. Batches keep every
+pipeline key, "rpeaks" included, so heartbeat-token encoders (CLEAR) train the same way.
+
+`--protocol hug` trains CLEAR-HUG's hierarchical head (acl_jax.models.hug.HugClassifier) on
+the encoder's beat tokens with this same loop; with `freeze_encoder` the optimizer holds the
+head's parameters only (`head_only`), so AdamW's weight decay cannot move the encoder either.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from acl_jax.config import Config
 from acl_jax.data import pipeline
 from acl_jax.eval import features
 from acl_jax.eval.metrics import macro_metrics
-from acl_jax.models import ECGEncoder
+from acl_jax.models.hug import HugClassifier, hug_probabilities
 from acl_jax.objectives.base import Pretrainer
 from acl_jax.train.step import DATA_AXIS, make_train_step, place_model, replicate, shard_batch
 
@@ -35,18 +40,21 @@ from acl_jax.train.step import DATA_AXIS, make_train_step, place_model, replicat
 class Classifier(Pretrainer):
     """encoder -> global features (B, D) -> linear head -> logits (B, C)."""
 
+    freeze_encoder = False  # fine-tuning trains everything
+
     def __init__(self, encoder: nnx.Module, num_classes: int, single: bool, *, rngs: nnx.Rngs):
         self.encoder = encoder
         self.head = nnx.Linear(encoder.dim, num_classes, rngs=rngs)
         self.single = single  # softmax cross-entropy instead of per-class BCE
 
-    def __call__(self, x: jax.Array, lead_mask: jax.Array) -> jax.Array:
-        return self.head(self.encoder(x, lead_mask).global_)
+    def __call__(self, batch: dict) -> jax.Array:
+        """batch with signal (b, 12, W), lead_mask (b, 12), rpeaks (b, K) -> logits (b, C)."""
+        return self.head(features.encode(self.encoder, batch).global_)
 
     def loss(self, batch: dict, keys: jax.Array, axis_name: str | None):
         """Global mean of BCE (mean over classes) or softmax CE over the batch's rows."""
         del keys  # no augmentation: the random crops of the train pipeline are the only one
-        logits = self(batch["signal"], batch["lead_mask"])
+        logits = self(batch)
         y = batch["labels"]
         if self.single:
             per_row = optax.softmax_cross_entropy(logits, y)
@@ -59,19 +67,72 @@ class Classifier(Pretrainer):
         return loss, {"loss_supervised": loss}
 
 
-def class_probabilities(model: Classifier, x: jax.Array, lead_mask: jax.Array) -> jax.Array:
+def class_probabilities(model: Classifier, batch: dict) -> jax.Array:
     """(b, C) sigmoid (multi-label) or softmax (single-label) probabilities."""
-    logits = model(x, lead_mask)
+    logits = model(batch)
     return jax.nn.softmax(logits) if model.single else jax.nn.sigmoid(logits)
 
 
-def build_classifier(
-    encoder: nnx.Module, cfg: Config, num_classes: int, single: bool, seed: int
-) -> Classifier:
-    """A fresh Classifier whose encoder is `encoder`'s weights in a cross-device-BN encoder."""
-    synced = ECGEncoder(cfg.model, bn_axis=DATA_AXIS, rngs=nnx.Rngs(seed))
-    nnx.update(synced, nnx.state(encoder))
-    return Classifier(synced, num_classes, single, rngs=nnx.Rngs(seed))
+def hug_batch_probabilities(model: HugClassifier, batch: dict) -> jax.Array:
+    """`hug_probabilities` on a batch dict: (b, C)."""
+    return hug_probabilities(model, batch["signal"], batch["lead_mask"], batch["rpeaks"])
+
+
+def probabilities_fn(model: Pretrainer) -> features.Forward:
+    """The (module, batch) -> (b, C) probability function of a classifier built here."""
+    return hug_batch_probabilities if isinstance(model, HugClassifier) else class_probabilities
+
+
+def synced_encoder(encoder: nnx.Module) -> nnx.Module:
+    """A copy of the restored `encoder` (any type: ECGEncoder, CLEAR's BeatTransformer, ...)
+    whose BatchNorm layers take their statistics over the global batch (axis "data"), as
+    pretraining's did. The restored Pretrainer was built with bn_axis=None for single-host
+    inference; reusing its object keeps whatever architecture the objective built, where
+    rebuilding would need to know every objective's encoder class. No BatchNorm: a plain copy.
+    The copy has its own Variables (nnx.clone), so training it never changes `encoder`.
+    """
+    return nnx.with_attributes(
+        nnx.clone(encoder), only=nnx.BatchNorm, raise_if_not_found=False, axis_name=DATA_AXIS
+    )
+
+
+def build_classifier(encoder: nnx.Module, num_classes: int, single: bool, seed: int) -> Classifier:
+    """A fresh Classifier (linear head, seeded) on a trainable copy of `encoder`."""
+    return Classifier(synced_encoder(encoder), num_classes, single, rngs=nnx.Rngs(seed))
+
+
+def build_hug(
+    encoder: nnx.Module,
+    cfg: Config,
+    num_classes: int,
+    single: bool,
+    seed: int,
+    *,
+    pool: str,
+    freeze_encoder: bool,
+) -> HugClassifier:
+    """A fresh HugClassifier on a copy of `encoder` (groups = the checkpoint's model.regions).
+
+    The encoder must produce beat tokens (CLEAR); the caller checks this with a clear error.
+    """
+    return HugClassifier(
+        synced_encoder(encoder),
+        num_classes,
+        single,
+        cfg.model.regions,
+        pool=pool,
+        freeze_encoder=freeze_encoder,
+        rngs=nnx.Rngs(seed),
+    )
+
+
+# Optimizer filter of a frozen-encoder protocol: the parameters under `model.head` only.
+HEAD_PARAMS = nnx.All(nnx.Param, nnx.PathContains("head"))
+
+
+def trainable(model: nnx.Module):
+    """What the optimizer updates: the head only when the encoder is frozen, else every Param."""
+    return HEAD_PARAMS if model.freeze_encoder else nnx.Param
 
 
 def labelled_batches(
@@ -109,7 +170,7 @@ class FinetuneOptions:
 
 
 def finetune(
-    model: Classifier,
+    model: Classifier | HugClassifier,
     cfg: Config,
     data_dir: str,
     train_split: str,
@@ -124,6 +185,7 @@ def finetune(
 ) -> dict:
     """Trains `model` in place and leaves it at the best validation state.
 
+    The optimizer updates `trainable(model)` (the head alone for a frozen encoder).
     train_index/val_index: positions of the labelled records in their split; *_y (N, C).
     Returns the selection record: best step, val macro AUROC per evaluated step, steps run.
     """
@@ -153,7 +215,7 @@ def finetune(
     t0 = time.perf_counter()
     with jax.set_mesh(mesh):
         place_model(model, mesh)
-        optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+        optimizer = nnx.Optimizer(model, tx, wrt=trainable(model))
         step_fn = make_train_step(mesh, opts.seed)
         step = 0
         for step in range(1, opts.steps + 1):
@@ -167,7 +229,7 @@ def finetune(
                 )
             probs = features.record_outputs(
                 features.inference_view(model),
-                class_probabilities,
+                probabilities_fn(model),
                 data_dir,
                 val_split,
                 cfg,

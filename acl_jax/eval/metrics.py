@@ -1,4 +1,5 @@
-"""Ranking metrics over records: macro AUROC / AUPRC, bootstrap CIs, paired bootstrap tests.
+"""Metrics over records: macro AUROC / AUPRC, bootstrap CIs, paired bootstrap tests; Dice of
+per-sample wave segmentation (bottom of the file).
 
 Labels are y (N, C) in {0, 1} (one-hot for single-label tasks), scores s (N, C) float. A class
 is DEFINED on a set of records when it has at least one positive and one negative there; AUROC
@@ -143,3 +144,66 @@ def roc_points(y: np.ndarray, s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     last = np.r_[np.flatnonzero(np.diff(s_sorted)), y.size - 1]
     tp, fp = np.cumsum(y_sorted)[last], np.cumsum(~y_sorted)[last]
     return np.r_[0.0, fp / max(fp[-1], 1)], np.r_[0.0, tp / max(tp[-1], 1)]
+
+
+# --- Dense wave segmentation (LUDB): Dice per wave over the samples of records ---------------
+# Labels per sample: 0 none, 1 P, 2 QRS, 3 T (acl_jax.data.ludb.wave_masks). Dice of wave c on a
+# set of records = 2 |pred = c and true = c| / (|pred = c| + |true = c|), POOLED over all their
+# samples (each record contributes its samples, not one averaged score); undefined (NaN) when
+# the wave is absent from both. Records are the resampling unit of the bootstrap, as above.
+WAVES = ("P", "QRS", "T")
+
+
+def dice_counts(true: np.ndarray, pred: np.ndarray) -> np.ndarray:
+    """true, pred (T,) int labels of one record -> (3, 3) int64 rows P, QRS, T; columns
+    (|pred = c and true = c|, |pred = c|, |true = c|): the sufficient statistics of Dice."""
+    true, pred = np.asarray(true), np.asarray(pred)
+    if true.shape != pred.shape:
+        raise ValueError(f"true {true.shape} and pred {pred.shape} label shapes differ")
+    rows = []
+    for c in range(1, len(WAVES) + 1):
+        t, p = true == c, pred == c
+        rows.append([np.sum(t & p), np.sum(p), np.sum(t)])
+    return np.asarray(rows, np.int64)
+
+
+def dice_from_counts(counts: np.ndarray) -> np.ndarray:
+    """counts (..., 3, 3) (summed over records) -> Dice (..., 3) per wave; NaN where undefined."""
+    counts = np.asarray(counts, np.float64)
+    denom = counts[..., 1] + counts[..., 2]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(denom > 0, 2 * counts[..., 0] / denom, np.nan)
+
+
+def dice_metrics(counts: np.ndarray) -> dict:
+    """Per-record counts (R, 3, 3) -> pooled Dice per wave and their mean over defined waves."""
+    dice = dice_from_counts(np.asarray(counts).sum(axis=0))
+    return {
+        "dice": {w: float(d) for w, d in zip(WAVES, dice)},
+        "mean_dice": float(np.nanmean(dice)) if np.isfinite(dice).any() else float("nan"),
+        "num_records": int(len(counts)),
+    }
+
+
+def dice_bootstrap_ci(
+    counts: np.ndarray, *, num: int = 1000, seed: int = 0, level: float = 0.95
+) -> dict:
+    """Percentile CIs of the pooled Dice per wave and of the mean Dice, records resampled."""
+    counts = np.asarray(counts)
+    dice = dice_from_counts(counts[resample_indices(len(counts), num, seed)].sum(axis=1))
+    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+
+    def ci(values: np.ndarray) -> list[float]:
+        values = values[np.isfinite(values)]
+        return [float(v) for v in np.percentile(values, [lo, hi])] if values.size else [np.nan] * 2
+
+    defined = np.isfinite(dice).any(axis=1)
+    mean = np.full(num, np.nan)
+    mean[defined] = np.nanmean(dice[defined], axis=1)
+    return {
+        "dice_ci": {w: ci(dice[:, k]) for k, w in enumerate(WAVES)},
+        "mean_dice_ci": ci(mean),
+        "level": level,
+        "num_resamples": num,
+        "seed": seed,
+    }

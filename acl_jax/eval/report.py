@@ -2,6 +2,8 @@
 
 The JSON holds the per-record test scores, labels and record ids, so that two results can be
 compared with a paired bootstrap later (`python -m acl_jax.compare A.json B.json`).
+Segmentation results (task ludb_segmentation, recognized by their "mean_dice") get a Dice table
+instead and FILE_seg.png: one test record's lead II with reference and predicted waves.
 """
 
 from __future__ import annotations
@@ -39,8 +41,69 @@ def _finite(x):
     return x
 
 
+def is_segmentation(result: dict) -> bool:
+    return "mean_dice" in result["test"]
+
+
+def _dice_row(name: str, m: dict) -> str:
+    waves = " | ".join(
+        f"{_fmt(m['dice'][w])} [{_fmt(m['dice_ci'][w][0])}, {_fmt(m['dice_ci'][w][1])}]"
+        for w in m["dice"]
+    )
+    return f"| {name} | {m['num_records']} | {waves} | {_with_ci(m, 'mean_dice')} |"
+
+
+def segmentation_markdown(result: dict) -> str:
+    """Dice per wave and mean Dice (95% bootstrap CIs over records), val and test."""
+    sel = result["selection"]
+    step = "random init" if result["init"] == "random" else f"step {result['step']}"
+    waves = list(result["test"]["dice"])
+    lines = [
+        f"### {result['task']}: {result['protocol']} ({step}, label fraction "
+        f"{result['label_fraction']:g}, seed {result['seed']}, best step {sel['best_step']}, "
+        f"target lead {result['target_lead']}, {result['fs']} Hz)",
+        "",
+        "| split | records | "
+        + " | ".join(f"{w} Dice [95% CI]" for w in waves)
+        + " | mean Dice [95% CI] |",
+        "|---|---|" + "---|" * (len(waves) + 1),
+        _dice_row("val", result["val"]),
+        _dice_row("test", result["test"]),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def segmentation_figure(result: dict, path: Path) -> None:
+    """The example test record: lead II with reference (top band) and predicted (bottom band)
+    P / QRS / T samples."""
+    ex = result["example"]
+    x = np.asarray(ex["signal"])
+    t = np.arange(x.size) / result["fs"]
+    colors = {1: "tab:green", 2: "tab:red", 3: "tab:blue"}
+    fig, ax = plt.subplots(figsize=(10, 3.5))
+    ax.plot(t, x, color="k", lw=0.8)
+    lo, hi = float(x.min()), float(x.max())
+    span = max(hi - lo, 1e-3)
+    for labels, y0, name in (
+        (ex["true"], hi + 0.15 * span, "reference"),
+        (ex["pred"], lo - 0.25 * span, "predicted"),
+    ):
+        labels = np.asarray(labels)
+        for c, color in colors.items():
+            ax.fill_between(t, y0, y0 + 0.1 * span, where=labels == c, color=color, step="mid")
+        ax.text(t[0], y0 + 0.12 * span, name, fontsize=7)
+    handles = [plt.Rectangle((0, 0), 1, 1, color=c) for c in colors.values()]
+    ax.legend(handles, list(result["test"]["dice"]), loc="upper right", fontsize=7)
+    ax.set(xlabel="s", ylabel="mV", title=f"record {ex['id']}, lead {result['target_lead']}")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
 def markdown(result: dict) -> str:
     """Summary table (val and test, 95% CIs) and per-class test AUROC as Markdown."""
+    if is_segmentation(result):
+        return segmentation_markdown(result)
     val, test = result["val"], result["test"]
     sel = result["selection"]
     chosen = f"C={sel['C']:g}" if "C" in sel else f"best step {sel['best_step']}"
@@ -111,11 +174,13 @@ def roc_figure(result: dict, path: Path) -> None:
 
 
 def write(result: dict, out: str | Path) -> dict[str, Path]:
-    """Writes OUT.json, OUT.md and OUT_roc.png beside each other; returns their paths."""
+    """Writes OUT.json, OUT.md and OUT_roc.png (OUT_seg.png) beside each other; their paths."""
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    paths = {"json": out, "md": out.with_suffix(".md"), "png": out.with_name(f"{out.stem}_roc.png")}
+    seg = is_segmentation(result)
+    png = out.with_name(f"{out.stem}_{'seg' if seg else 'roc'}.png")
+    paths = {"json": out, "md": out.with_suffix(".md"), "png": png}
     paths["json"].write_text(json.dumps(_finite(result), indent=1, allow_nan=False))
     paths["md"].write_text(markdown(result))
-    roc_figure(result, paths["png"])
+    (segmentation_figure if seg else roc_figure)(result, paths["png"])
     return paths

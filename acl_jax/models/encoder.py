@@ -16,7 +16,9 @@ Plain mode: one 12-channel backbone; absent leads are zeroed; global features on
 Backbones: `BACKBONES` maps `cfg.arch` to a factory
 `(in_channels, cfg, *, bn_axis, rngs, **options) -> module` whose module has `.dim` and maps
 (N, C, T) plus an optional (N,) BatchNorm row mask to (N, dim) float32. Another backbone slots
-in with `register_backbone("name", factory)`.
+in with `register_backbone("name", factory)`. A backbone may also provide
+`features_map(x, mask) -> (N, T', dim)`, its per-time features before the pool, which
+`ECGEncoder.features_map` exposes for dense tasks (LUDB wave segmentation in acl_jax.eval).
 """
 
 from __future__ import annotations
@@ -117,15 +119,41 @@ class ECGEncoder(nnx.Module):
         else:
             self.num_regions = 0
 
-    def __call__(self, x, lead_mask) -> Features:
+    def _inputs(self, x, lead_mask):
+        """Checks shapes; -> (x with absent leads zeroed, present (B, 12) bool, mask float)."""
         if x.ndim != 3 or x.shape[1] != NUM_LEADS:
             raise ValueError(f"ECGEncoder expects x of shape (B, 12, T), got {x.shape}")
         if lead_mask.shape != x.shape[:2]:
             raise ValueError(f"lead_mask must be (B, 12) = {x.shape[:2]}, got {lead_mask.shape}")
         present = lead_mask > 0
-        mask = present.astype(jnp.float32)
         # where, not multiply: an absent lead's NaN or garbage must not leak into anything.
         x = jnp.where(present[..., None], x, 0.0).astype(jnp.float32)
+        return x, present, present.astype(jnp.float32)
+
+    def features_map(self, x, lead_mask) -> jax.Array:
+        """Per-time features for dense tasks (e.g. wave segmentation): (B, 12, T) -> (B, T', D).
+
+        The backbone's feature map before its global pool (its `features_map`, e.g.
+        ResNet1d.features_map; T' = the backbone's output length). Lead-wise mode: each lead's
+        map plus its lead embedding, then the mean over PRESENT leads (as `global_` is a mean
+        over present leads), so one map describes the whole record at every time step.
+        """
+        if not hasattr(self.backbone, "features_map"):
+            raise ValueError(
+                f"backbone {type(self.backbone).__name__} (model.arch) has no features_map: "
+                "per-time features need a backbone that provides one (e.g. resnet1d)"
+            )
+        x, present, mask = self._inputs(x, lead_mask)
+        if not self.lead_wise:
+            return self.backbone.features_map(x)
+        b, n_leads, t = x.shape
+        h = self.backbone.features_map(x.reshape(b * n_leads, 1, t), mask.reshape(-1))
+        h = h.reshape(b, n_leads, h.shape[1], self.dim) + self.lead_embed[...][None, :, None]
+        weights = mask / jnp.maximum(mask.sum(axis=1, keepdims=True), 1.0)
+        return jnp.einsum("bl,bltd->btd", weights, jnp.where(present[..., None, None], h, 0.0))
+
+    def __call__(self, x, lead_mask) -> Features:
+        x, present, mask = self._inputs(x, lead_mask)
         if not self.lead_wise:
             return Features(global_=self.backbone(x))
         b, n_leads, t = x.shape

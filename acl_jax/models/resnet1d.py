@@ -199,11 +199,8 @@ class ResNet1d(nnx.Module):
                 c_in = width
         self.layers = nnx.List(layers)
 
-    def __call__(self, x, mask=None):
-        """x: (N, C, T) float; mask: optional (N,) 0/1, rows that count in BatchNorm statistics.
-
-        Returns (N, widths[-1]) float32.
-        """
+    def _trunk(self, x, mask):
+        """Stem, max-pool and stages: (N, C, T) -> activations in the layout, time axis."""
         if x.ndim != 3:
             raise ValueError(f"ResNet1d expects (N, C, T) input, got shape {x.shape}")
         h = x.astype(self.dtype)
@@ -215,6 +212,25 @@ class ResNet1d(nnx.Module):
         h = jax.lax.reduce_window(h, -jnp.inf, jax.lax.max, window, strides, "SAME")
         for layer in self.layers:
             h = layer(h, mask)
-        time_axis = 1 if self.layout == "nwc" else 2
+        return h, 1 if self.layout == "nwc" else 2
+
+    def __call__(self, x, mask=None):
+        """x: (N, C, T) float; mask: optional (N,) 0/1, rows that count in BatchNorm statistics.
+
+        Returns (N, widths[-1]) float32.
+        """
+        h, time_axis = self._trunk(x, mask)
         # Mean in float32 so bfloat16 compute does not lose the pooled precision.
         return jnp.mean(h.astype(jnp.float32), axis=time_axis)
+
+    def features_map(self, x, mask=None):
+        """The per-time features before the global pool, for dense (per-sample) tasks.
+
+        x: (N, C, T), mask as in `__call__` -> (N, T', widths[-1]) float32 with
+        T' = ceil(T / (4 * 2**(S-1))) (every stride-2 step uses SAME padding); feature t'
+        summarizes the input around samples [t' s, (t' + 1) s), s = T / T'. Its time mean is
+        `__call__(x, mask)`.
+        """
+        h, time_axis = self._trunk(x, mask)
+        h = h.astype(jnp.float32)
+        return h if time_axis == 1 else jnp.swapaxes(h, 1, 2)

@@ -7,17 +7,23 @@ from flax import nnx
 from acl_jax.config import Config
 from acl_jax.objectives.barlow_twins import BarlowTwins
 from acl_jax.objectives.base import Pretrainer
+from acl_jax.objectives.byol import BYOL
 from acl_jax.objectives.clear import Clear
 from acl_jax.objectives.cmsc import Cmsc
 from acl_jax.objectives.contrastive import AclEcg, SimCLR
 from acl_jax.objectives.dlc import Dlc
 from acl_jax.objectives.lcd import Lcd
+from acl_jax.objectives.moco import MoCoV3
+from acl_jax.objectives.simsiam import SimSiam
 from acl_jax.objectives.threekg import ThreeKG
 from acl_jax.objectives.vicreg import VICReg
 
 OBJECTIVES: dict[str, type[Pretrainer]] = {
     "acl_ecg": AclEcg,
     "simclr": SimCLR,
+    "moco": MoCoV3,
+    "byol": BYOL,
+    "simsiam": SimSiam,
     "cmsc": Cmsc,
     "3kg": ThreeKG,
     "barlow_twins": BarlowTwins,

@@ -22,6 +22,7 @@ MoCo v3's momentum schedule (Chen, Xie, He 2021). tau rises from tau_base to 1 a
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -30,7 +31,6 @@ import jax.numpy as jnp
 from flax import nnx
 
 from acl_jax.config import Config
-from acl_jax.models import MLPHead
 from acl_jax.models.resnet1d import MaskedBatchNorm
 from acl_jax.objectives.ntxent import global_sum, l2_normalize
 
@@ -44,9 +44,9 @@ class MomentumOptions:
     """Options of the predictor objectives not (yet) in `Config`.
 
     base_momentum: tau_base of the EMA schedule (BYOL, MoCo v3). 0.99, not BYOL's 0.996:
-      our runs are ~2k steps, not ~300k; 1 / (1 - 0.99) = 100 steps is the target's memory,
-      and 0.99 is within 0.4 points of the best tau_base in BYOL's own ablation (Table 5a),
-      and is MoCo v3's default for ResNets.
+      our runs are ~2k steps, not ~300k, and 1 / (1 - 0.99) = 100 steps of target memory
+      suits them; BYOL's own ablation (Table 5a) puts 0.99 close to 0.996, and 0.99 is
+      MoCo v3's default for ResNets.
     pred_hidden: hidden width of the predictor MLP; 0 picks the method's default
       (BYOL and MoCo v3: proj_hidden, as in both papers; SimSiam: proj_dim // 4, its bottleneck).
     queue_size: MoCo only: past keys kept per view as extra negatives (0 = off, as in MoCo v3).
@@ -67,9 +67,13 @@ class MomentumOptions:
 
 
 def options_from_config(cfg: Config) -> MomentumOptions:
-    """The options for `cfg`. Config has no fields for them yet, so these are the defaults."""
-    del cfg
-    return MomentumOptions()
+    """The momentum/predictor/queue options of `cfg` (loss.base_momentum, model.pred_hidden,
+    loss.queue_size)."""
+    return MomentumOptions(
+        base_momentum=cfg.loss.base_momentum,
+        pred_hidden=cfg.model.pred_hidden,
+        queue_size=cfg.loss.queue_size,
+    )
 
 
 def cosine_momentum(step: jax.Array, total_steps: int, base: float) -> jax.Array:
@@ -111,23 +115,33 @@ def ema_update(target: nnx.Module, online: nnx.Module, momentum: jax.Array) -> N
 
 
 class Projector(nnx.Module):
-    """`MLPHead` of `num_layers` linear layers, optionally followed by a BatchNorm without affine
-    parameters on the output (SimSiam's and MoCo v3's projectors end that way; BYOL's does not).
+    """(Linear -> BN -> ReLU) x (num_layers - 1) -> Linear [-> BN without affine parameters].
 
-    (B, d_in) -> (B, d_out) float32.
+    With `out_bn` it is SimSiam's and MoCo v3's projector (both end with a BatchNorm without
+    affine parameters; the Linear before it has no bias, which the BatchNorm would cancel).
+    Without, it is `MLPHead`. (B, d_in) -> (B, d_out) float32.
     """
 
     def __init__(self, d_in, hidden, d_out, *, num_layers, out_bn, bn_axis, rngs):
-        self.mlp = MLPHead(d_in, hidden, d_out, bn_axis=bn_axis, rngs=rngs, num_layers=num_layers)
-        self.out_bn = nnx.data(
-            MaskedBatchNorm(d_out, use_scale=False, use_bias=False, axis_name=bn_axis, rngs=rngs)
-            if out_bn
-            else None
+        if num_layers < 1:
+            raise ValueError(f"Projector num_layers must be >= 1, got {num_layers}")
+        dims = [d_in] + [hidden] * (num_layers - 1) + [d_out]
+        self.linears = nnx.List(
+            [
+                nnx.Linear(a, b, use_bias=(i == num_layers - 1 and not out_bn), rngs=rngs)
+                for i, (a, b) in enumerate(zip(dims[:-1], dims[1:]))
+            ]
         )
+        bn = functools.partial(MaskedBatchNorm, axis_name=bn_axis, rngs=rngs)
+        self.norms = nnx.List([bn(b) for b in dims[1:-1]])
+        self.out_bn = nnx.data(bn(d_out, use_scale=False, use_bias=False) if out_bn else None)
 
     def __call__(self, x):
-        z = self.mlp(x)
-        return z if self.out_bn is None else self.out_bn(z)
+        h = x
+        for linear, norm in zip(self.linears[:-1], self.norms):
+            h = jax.nn.relu(norm(linear(h)))
+        z = self.linears[-1](h)
+        return (z if self.out_bn is None else self.out_bn(z)).astype(jnp.float32)
 
 
 def normalized_std(z: jax.Array, axis_name: str | None) -> jax.Array:

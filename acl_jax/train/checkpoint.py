@@ -16,6 +16,7 @@ from pathlib import Path
 import grain
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 from flax import nnx
 
 import acl_jax
@@ -29,6 +30,12 @@ class CheckpointNotFound(FileNotFoundError):
     pass
 
 
+def workdir_path(workdir: str | Path) -> epath.Path:
+    """Local paths made absolute (Orbax needs that); gs:// and other URLs kept as they are."""
+    path = epath.Path(workdir)
+    return path if "://" in str(workdir) else epath.Path(Path(workdir).absolute())
+
+
 def _abstract(state):
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
 
@@ -37,7 +44,7 @@ class Checkpointer:
     """Saves and restores (model, optimizer, data iterator, meta) under WORKDIR/checkpoints."""
 
     def __init__(self, workdir: str | Path, *, keep: int, use_async: bool):
-        self.directory = Path(workdir).absolute() / CKPT_DIR
+        self.directory = workdir_path(workdir) / CKPT_DIR
         options = ocp.CheckpointManagerOptions(
             max_to_keep=keep, enable_async_checkpointing=use_async
         )
@@ -98,7 +105,7 @@ def load_pretrainer(
     Returns (model, config, fs, step). Reads only the `meta` and `model` items, through a
     read-only manager, so it is safe while training is still writing new checkpoints.
     """
-    directory = Path(workdir).absolute() / CKPT_DIR
+    directory = workdir_path(workdir) / CKPT_DIR
     if not directory.is_dir():
         raise CheckpointNotFound(
             f"no checkpoints in {directory}: is {workdir} a workdir written "

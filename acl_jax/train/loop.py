@@ -84,7 +84,6 @@ class _StopFlag:
 
 def train(cfg: Config, workdir: str | Path) -> dict:
     """Pretrains per `cfg` in `workdir` (resuming from its latest checkpoint). Returns a summary."""
-    workdir = Path(workdir)
     manifest = pipeline.read_manifest(cfg.data.dir)
     fs = int(manifest["fs"])
     mesh = make_mesh()

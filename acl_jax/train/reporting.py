@@ -13,6 +13,7 @@ from pathlib import Path
 
 import jax
 import numpy as np
+from etils import epath
 
 
 def _fmt_duration(seconds: float) -> str:
@@ -21,6 +22,35 @@ def _fmt_duration(seconds: float) -> str:
     m, s = divmod(int(seconds), 60)
     h, m = divmod(m, 60)
     return f"{h}h{m:02d}m" if h else f"{m}m{s:02d}s"
+
+
+class _JsonLines:
+    """metrics.jsonl: appended locally; object stores (gs://) cannot append, so there the
+    whole file is rewritten on each flush (a few hundred kB for a long run)."""
+
+    def __init__(self, path: epath.Path):
+        self._path, self._remote = path, "://" in str(path)
+        self._lines = (
+            path.read_text().splitlines(keepends=True) if self._remote and path.exists() else []
+        )
+        self._file = None if self._remote else open(path, "a")  # noqa: SIM115
+
+    def write(self, line: str) -> None:
+        if self._remote:
+            self._lines.append(line)
+        else:
+            self._file.write(line)
+
+    def flush(self) -> None:
+        if self._remote:
+            self._path.write_text("".join(self._lines))
+        else:
+            self._file.flush()
+
+    def close(self) -> None:
+        self.flush()
+        if self._file is not None:
+            self._file.close()
 
 
 class Reporter:
@@ -34,9 +64,9 @@ class Reporter:
         self._t0, self._s0 = time.perf_counter(), start_step
         self._tb = None
         if self.enabled:
-            workdir = Path(workdir)
+            workdir = epath.Path(workdir)
             workdir.mkdir(parents=True, exist_ok=True)
-            self._jsonl = open(workdir / "metrics.jsonl", "a")  # noqa: SIM115 (closed in close())
+            self._jsonl = _JsonLines(workdir / "metrics.jsonl")
             from tensorboardX import SummaryWriter
 
             self._tb = SummaryWriter(str(workdir / "tb"))
