@@ -126,6 +126,38 @@ class ClearConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class CoreEcgConfig:
+    patch: int = 25  # samples per patch token (0.25 s at 100 Hz)
+    heads: int = 4
+    mlp_ratio: int = 2
+    decoder_dim: int = 64
+    decoder_depth: int = 1
+    time_ratio: float = 0.5  # STDM: P(token in a temporal span)
+    span: int = 2  # STDM: span length in patches
+    lead_prob: float = 0.2  # STDM: P(unit masked over the whole window)
+    keep_one_prob: float = 0.5  # STDM: P(one limb lead stays visible at masked limb times)
+    fda_band_edges_hz: tuple[float, ...] = (0.5, 5.0, 15.0, 40.0)
+    fda_importance: tuple[float, ...] = (0.2, 0.9, 0.9, 0.6, 0.1)
+    fda_jitter: float = 0.8
+    fda_drop_prob: float = 0.3
+    w_rec: float = 1.0
+    w_con: float = 1.0
+    norm_target: bool = False
+
+    def __post_init__(self):
+        if self.patch < 1 or self.decoder_depth < 1:
+            raise ValueError(
+                f"core_ecg.patch ({self.patch}) and core_ecg.decoder_depth "
+                f"({self.decoder_depth}) must be >= 1"
+            )
+        if self.w_rec < 0 or self.w_con < 0 or self.w_rec + self.w_con == 0:
+            raise ValueError(
+                f"core_ecg.w_rec ({self.w_rec}) and core_ecg.w_con ({self.w_con}) must be "
+                ">= 0 and not both 0"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     seed: int = 0
     objective: str = "acl_ecg"
@@ -136,6 +168,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     clear: ClearConfig = field(default_factory=ClearConfig)  # objective 'clear' only
+    core_ecg: CoreEcgConfig = field(default_factory=CoreEcgConfig)  # objective 'core_ecg' only
 
 
 class ConfigError(ValueError):

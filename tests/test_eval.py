@@ -85,7 +85,8 @@ def workdir(pretrained):
 
 
 def args(data, **kw):
-    return EvalArgs(data=str(data), task="superdiagnostic", bootstrap=100, batch_size=64, **kw)
+    kw = {"task": "superdiagnostic", "bootstrap": 100, "batch_size": 64, **kw}
+    return EvalArgs(data=str(data), **kw)
 
 
 def cli(*argv):

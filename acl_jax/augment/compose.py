@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import jax
 
-from acl_jax.augment import physio, signal_ops, vcg
+from acl_jax.augment import frequency, physio, signal_ops, vcg
 from acl_jax.augment.view import View
 from acl_jax.config import AugmentConfig
 
@@ -123,6 +123,7 @@ REGISTRY: dict[str, Callable[[AugmentConfig, int], Op]] = {
     "lead_dropout": _lead_dropout,
     "timeout": _timeout,
     "vcg_rotate_scale": _vcg_rotate_scale,
+    "fda": frequency.build_fda,  # CoRe-ECG's frequency dynamic augmentation, default bands
 }
 
 

@@ -11,6 +11,7 @@ from acl_jax.objectives.byol import BYOL
 from acl_jax.objectives.clear import Clear
 from acl_jax.objectives.cmsc import Cmsc
 from acl_jax.objectives.contrastive import AclEcg, SimCLR
+from acl_jax.objectives.core_ecg import CoreEcg
 from acl_jax.objectives.dlc import Dlc
 from acl_jax.objectives.lcd import Lcd
 from acl_jax.objectives.moco import MoCoV3
@@ -31,6 +32,7 @@ OBJECTIVES: dict[str, type[Pretrainer]] = {
     "dlc": Dlc,
     "lcd": Lcd,
     "clear": Clear,
+    "core_ecg": CoreEcg,
 }
 
 

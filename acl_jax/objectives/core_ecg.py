@@ -45,7 +45,6 @@ diagnostic.
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -53,7 +52,7 @@ from flax import nnx
 
 from acl_jax.augment import make_augment, view_from_batch
 from acl_jax.augment.frequency import FdaParams, fda
-from acl_jax.config import Config, ModelConfig
+from acl_jax.config import Config, CoreEcgConfig, ModelConfig
 from acl_jax.leads import NUM_LEADS
 from acl_jax.models import MLPHead
 from acl_jax.models.encoder import BACKBONES, Features
@@ -64,59 +63,29 @@ from acl_jax.objectives.ntxent import nt_xent_with_metrics
 from acl_jax.objectives.stdm import check_stdm, stdm_batch
 
 
-@dataclass(frozen=True, kw_only=True)
-class CoreEcgConfig:
-    patch: int = 25  # samples per patch token (0.25 s at 100 Hz)
-    heads: int = 4
-    mlp_ratio: int = 2
-    decoder_dim: int = 64
-    decoder_depth: int = 1
-    time_ratio: float = 0.5  # STDM: P(token in a temporal span)
-    span: int = 2  # STDM: span length in patches
-    lead_prob: float = 0.2  # STDM: P(unit masked over the whole window)
-    keep_one_prob: float = 0.5  # STDM: P(one limb lead stays visible at masked limb times)
-    fda_band_edges_hz: tuple[float, ...] = (0.5, 5.0, 15.0, 40.0)
-    fda_importance: tuple[float, ...] = (0.2, 0.9, 0.9, 0.6, 0.1)
-    fda_jitter: float = 0.8
-    fda_drop_prob: float = 0.3
-    w_rec: float = 1.0
-    w_con: float = 1.0
-    norm_target: bool = False
+def fda_params(c: CoreEcgConfig) -> FdaParams:
+    """FDA settings of `c` as the augmentation's parameter struct."""
+    return FdaParams(
+        band_edges_hz=c.fda_band_edges_hz,
+        importance=c.fda_importance,
+        jitter=c.fda_jitter,
+        drop_prob=c.fda_drop_prob,
+    )
 
-    def __post_init__(self):
-        if self.patch < 1 or self.decoder_depth < 1:
-            raise ValueError(
-                f"core_ecg.patch ({self.patch}) and core_ecg.decoder_depth "
-                f"({self.decoder_depth}) must be >= 1"
-            )
-        if self.w_rec < 0 or self.w_con < 0 or self.w_rec + self.w_con == 0:
-            raise ValueError(
-                f"core_ecg.w_rec ({self.w_rec}) and core_ecg.w_con ({self.w_con}) must be "
-                ">= 0 and not both 0"
-            )
 
-    def fda_params(self) -> FdaParams:
-        return FdaParams(
-            band_edges_hz=self.fda_band_edges_hz,
-            importance=self.fda_importance,
-            jitter=self.fda_jitter,
-            drop_prob=self.fda_drop_prob,
-        )
-
-    def stdm_params(self) -> dict:
-        return {
-            "time_ratio": self.time_ratio,
-            "span": self.span,
-            "lead_prob": self.lead_prob,
-            "keep_one_prob": self.keep_one_prob,
-        }
+def stdm_params(c: CoreEcgConfig) -> dict:
+    """STDM keyword arguments of `c` for `stdm_batch`."""
+    return {
+        "time_ratio": c.time_ratio,
+        "span": c.span,
+        "lead_prob": c.lead_prob,
+        "keep_one_prob": c.keep_one_prob,
+    }
 
 
 def core_ecg_config(cfg: Config) -> CoreEcgConfig:
-    """The CoRe-ECG settings of `cfg`. Config has no `core_ecg` section yet, so these are the
-    module defaults; once it has one this returns `cfg.core_ecg`."""
-    del cfg
-    return CoreEcgConfig()
+    """The CoRe-ECG settings of `cfg` (`--config.core_ecg.*`)."""
+    return cfg.core_ecg
 
 
 def _masked_mean(h: jax.Array, weights: jax.Array) -> jax.Array:
@@ -231,7 +200,7 @@ class CoreEcg(Pretrainer):
         self.head = MLPHead(self.encoder.dim, m.proj_hidden, m.proj_dim, bn_axis=bn_axis, rngs=rngs)
         self.decoder = CoreDecoder(self.encoder.dim, c, rngs=rngs)
         self._augment = make_augment(cfg.augment, fs)
-        self._fda = functools.partial(fda, fs=fs, params=c.fda_params())
+        self._fda = functools.partial(fda, fs=fs, params=fda_params(c))
         self._core = c
         self._temperature = cfg.loss.temperature
 
@@ -250,7 +219,7 @@ class CoreEcg(Pretrainer):
         b = keys.shape[0]
         pre, inp, mask_keys = self.views(keys, batch)
         p = self.encoder.num_patches(inp.x.shape[-1])
-        masked = stdm_batch(mask_keys, inp.lead_mask, p, **self._core.stdm_params()).masked
+        masked = stdm_batch(mask_keys, inp.lead_mask, p, **stdm_params(self._core)).masked
         h, visible = self.encoder.tokens(inp.x, inp.lead_mask, masked)
         g = _masked_mean(h, visible)  # (2b, D)
         za, zb = self.head(g[:b]), self.head(g[b:])  # per view, as SimCLR: BN stats per view
