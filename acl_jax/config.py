@@ -158,6 +158,34 @@ class CoreEcgConfig:
 
 
 @dataclass(frozen=True, kw_only=True)
+class BeatSslConfig:
+    gamma: float = 4.0  # soft-target sharpening exponent; inf gives NT-Xent's one-hot targets
+    beat_before_s: float = 0.25  # beat window starts this long before the R-peak
+    beat_after_s: float = 0.45  # and ends this long after it
+    beats_per_window: int = 4  # valid beats used per window (the first ones)
+    w_rhythm: float = 1.0
+    w_beat: float = 1.0
+
+    def __post_init__(self):
+        if not self.gamma > 0:
+            raise ValueError(
+                f"beat_ssl.gamma (soft-target sharpening) must be > 0, got {self.gamma}"
+            )
+        if self.beat_before_s < 0 or self.beat_after_s <= 0:
+            raise ValueError(
+                f"beat_ssl.beat_before_s ({self.beat_before_s}) must be >= 0 and "
+                f"beat_ssl.beat_after_s ({self.beat_after_s}) > 0"
+            )
+        if self.beats_per_window < 1:
+            raise ValueError(f"beat_ssl.beats_per_window must be >= 1, got {self.beats_per_window}")
+        if min(self.w_rhythm, self.w_beat) < 0 or self.w_rhythm + self.w_beat == 0:
+            raise ValueError(
+                f"beat_ssl.w_rhythm ({self.w_rhythm}) and beat_ssl.w_beat ({self.w_beat}) "
+                "must be >= 0 and not both 0"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
 class Config:
     seed: int = 0
     objective: str = "acl_ecg"
@@ -169,6 +197,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     clear: ClearConfig = field(default_factory=ClearConfig)  # objective 'clear' only
     core_ecg: CoreEcgConfig = field(default_factory=CoreEcgConfig)  # objective 'core_ecg' only
+    beat_ssl: BeatSslConfig = field(default_factory=BeatSslConfig)  # objective 'beat_ssl' only
 
 
 class ConfigError(ValueError):

@@ -17,8 +17,9 @@ What Beat-SSL changes:
 - Beat-SSL's own settings are acl_jax.objectives.beat_ssl.BeatSslConfig's defaults (gamma 4,
   beats 0.25 s before / 0.45 s after R, 4 beats per window, w_rhythm = w_beat = 1) until
   Config has a `beat_ssl` section; loss.temperature 0.1 for both levels.
-- Cost: per view, the encoder also runs on up to 4 beats of 70 samples per window (280
-  samples vs the window's 250), so a step costs about twice the ACL-ECG config's.
+- Work: per view the encoder also runs on up to 4 beats of 70 samples per window (280
+  samples per lead next to the window's 250), about 2.1x the samples the ACL-ECG config
+  encodes per step (a sample count, not a measured time).
 """
 
 import dataclasses

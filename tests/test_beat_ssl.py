@@ -13,10 +13,10 @@ import pytest
 from flax import nnx
 from jax import P
 
-from acl_jax.config import load_config
+from acl_jax.config import BeatSslConfig, load_config
 from acl_jax.data import pipeline
 from acl_jax.objectives import OBJECTIVES, build_pretrainer
-from acl_jax.objectives.beat_ssl import BeatSsl, BeatSslConfig, select_beats
+from acl_jax.objectives.beat_ssl import BeatSsl, select_beats
 from acl_jax.objectives.ntxent import nt_xent_with_metrics
 from acl_jax.objectives.soft_contrast import soft_nt_xent
 from acl_jax.train.checkpoint import load_pretrainer
@@ -243,5 +243,4 @@ def test_training_loss_finite_and_falling(prepared_sample, tmp_path, monkeypatch
     initial = build_pretrainer(cfg, fs=100, bn_axis=None, rngs=nnx.Rngs(cfg.seed))
     trained, _, _, step = load_pretrainer(tmp_path)
     before, after = _model_loss(initial, batch, keys)[0], _model_loss(trained, batch, keys)[0]
-    print("BEFORE_AFTER", before, after)
     assert step == 10 and np.isfinite(after) and after < before - 0.2, (before, after)

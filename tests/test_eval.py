@@ -305,10 +305,12 @@ def test_clear_checkpoint_in_linear_finetune_and_frozen_hug(
 def test_hug_needs_a_clear_checkpoint_and_segmentation_a_feature_map(
     prepared_sample, workdir, clear_workdir
 ):
-    with pytest.raises(EvalError, match="use a `clear` checkpoint.*'acl_ecg' has a ECGEncoder"):
+    with pytest.raises(
+        EvalError, match="'acl_ecg' gives encoder ECGEncoder: use a `clear` checkpoint"
+    ):
         Evaluation(args(prepared_sample, workdir=str(workdir), protocol="hug"))
     seg = EvalArgs(data=str(LUDB), task="ludb_segmentation", workdir=str(clear_workdir))
-    with pytest.raises(EvalError, match="features_map.*'clear' has a BeatTransformer"):
+    with pytest.raises(EvalError, match="features_map.*'clear' gives encoder BeatTransformer"):
         SegmentationEvaluation(seg)
     with pytest.raises(EvalError, match="supports --protocol linear or finetune"):
         SegmentationEvaluation(dataclasses.replace(seg, protocol="hug"))

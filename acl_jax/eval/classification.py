@@ -55,7 +55,7 @@ def check_hug(encoder, cfg: Config) -> None:
     if not (features.needs_rpeaks(encoder) and hasattr(encoder, "tokens")):
         raise EvalError(
             f"--protocol hug needs an encoder with heartbeat (beat) tokens, but this checkpoint's "
-            f"objective {cfg.objective!r} has a {type(encoder).__name__}: use a `clear` "
+            f"objective {cfg.objective!r} gives encoder {type(encoder).__name__}: use a `clear` "
             "checkpoint (--config.objective=clear, e.g. configs/clear_ptbxl.py), or "
             "--protocol linear/finetune for this one"
         )

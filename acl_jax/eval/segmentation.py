@@ -46,7 +46,7 @@ def check_dense(encoder, cfg: Config) -> None:
     what = type(encoder).__name__ + (f" ({type(backbone).__name__})" if backbone else "")
     raise EvalError(
         f"--task ludb_segmentation needs per-time encoder features (features_map), but the "
-        f"checkpoint's objective {cfg.objective!r} has a {what} encoder without them: use a "
+        f"checkpoint's objective {cfg.objective!r} gives encoder {what} without them: use a "
         "checkpoint whose encoder is an ECGEncoder with model.arch=resnet1d (e.g. acl_ecg)"
     )
 

@@ -7,6 +7,7 @@ from flax import nnx
 from acl_jax.config import Config
 from acl_jax.objectives.barlow_twins import BarlowTwins
 from acl_jax.objectives.base import Pretrainer
+from acl_jax.objectives.beat_ssl import BeatSsl
 from acl_jax.objectives.byol import BYOL
 from acl_jax.objectives.clear import Clear
 from acl_jax.objectives.cmsc import Cmsc
@@ -33,6 +34,7 @@ OBJECTIVES: dict[str, type[Pretrainer]] = {
     "lcd": Lcd,
     "clear": Clear,
     "core_ecg": CoreEcg,
+    "beat_ssl": BeatSsl,
 }
 
 

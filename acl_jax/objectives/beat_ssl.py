@@ -48,52 +48,23 @@ temperature for both levels. Downstream feature: E's global feature of the windo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from acl_jax.config import Config
+from acl_jax.config import BeatSslConfig, Config
 from acl_jax.models import ECGEncoder, MLPHead
 from acl_jax.models.beats import cut_beats
 from acl_jax.objectives.base import Pretrainer, TwoViews
-from acl_jax.objectives.soft_contrast import check_gamma, soft_nt_xent
+from acl_jax.objectives.soft_contrast import soft_nt_xent
 
 REQUIRED_OP = "vcg_rotate_scale"
 TIME_MOVING_OPS = ("scale_crop", "time_shift")
 
 
-@dataclass(frozen=True, kw_only=True)
-class BeatSslConfig:
-    gamma: float = 4.0  # soft-target sharpening exponent; inf gives NT-Xent's one-hot targets
-    beat_before_s: float = 0.25  # beat window starts this long before the R-peak
-    beat_after_s: float = 0.45  # and ends this long after it
-    beats_per_window: int = 4  # valid beats used per window (the first ones)
-    w_rhythm: float = 1.0
-    w_beat: float = 1.0
-
-    def __post_init__(self):
-        check_gamma(self.gamma)
-        if self.beat_before_s < 0 or self.beat_after_s <= 0:
-            raise ValueError(
-                f"beat_ssl.beat_before_s ({self.beat_before_s}) must be >= 0 and "
-                f"beat_ssl.beat_after_s ({self.beat_after_s}) > 0"
-            )
-        if self.beats_per_window < 1:
-            raise ValueError(f"beat_ssl.beats_per_window must be >= 1, got {self.beats_per_window}")
-        if min(self.w_rhythm, self.w_beat) < 0 or self.w_rhythm + self.w_beat == 0:
-            raise ValueError(
-                f"beat_ssl.w_rhythm ({self.w_rhythm}) and beat_ssl.w_beat ({self.w_beat}) "
-                "must be >= 0 and not both 0"
-            )
-
-
 def beat_ssl_config(cfg: Config) -> BeatSslConfig:
-    """The Beat-SSL settings of `cfg`. Config has no `beat_ssl` section yet, so these are the
-    module defaults; once Config gains `beat_ssl: BeatSslConfig`, this returns cfg.beat_ssl."""
-    del cfg
-    return BeatSslConfig()
+    """The Beat-SSL settings of `cfg` (`--config.beat_ssl.*`)."""
+    return cfg.beat_ssl
 
 
 def beat_window(fs: int, c: BeatSslConfig) -> tuple[int, int]:
