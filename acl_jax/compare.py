@@ -4,6 +4,8 @@ Prints the difference in test macro AUROC (A - B) with a 95% CI and a two-sided 
 bootstrap p-value over the shared test records (`acl_jax.eval.metrics.paired_bootstrap`).
 The two result files (from `python -m acl_jax.eval --out`) must be of the same task, with the
 same classes and the same test records with the same labels; anything else is an error.
+Segmentation results (ludb_segmentation) are compared on test mean Dice the same way
+(`paired_bootstrap_dice`); there "the same labels" means the same reference wave sample counts.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from absl import app, flags
 
-from acl_jax.eval.metrics import paired_bootstrap
+from acl_jax.eval.metrics import paired_bootstrap, paired_bootstrap_dice
 
 flags.DEFINE_integer("num", 1000, "Bootstrap resamples.")
 flags.DEFINE_integer("seed", 0, "Bootstrap seed.")
@@ -42,8 +44,8 @@ def _load(path: str) -> dict:
     return result
 
 
-def aligned(a: dict, b: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(labels (N, C), scores of A, scores of B) on the shared test records, in A's order."""
+def _order(a: dict, b: dict) -> np.ndarray:
+    """Positions in B's test records of A's test record ids (the same set, else an error)."""
     for key in ("task", "classes"):
         if a[key] != b[key]:
             raise CompareError(
@@ -60,7 +62,13 @@ def aligned(a: dict, b: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             f"{only_b}): evaluate both on the same data and --splits"
         )
     order = {rid: i for i, rid in enumerate(rb["ids"])}
-    idx = np.array([order[rid] for rid in ra["ids"]])
+    return np.array([order[rid] for rid in ra["ids"]])
+
+
+def aligned(a: dict, b: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(labels (N, C), scores of A, scores of B) on the shared test records, in A's order."""
+    idx = _order(a, b)
+    ra, rb = a["test_records"], b["test_records"]
     y = np.asarray(ra["labels"])
     if not np.array_equal(y, np.asarray(rb["labels"])[idx]):
         raise CompareError(
@@ -70,16 +78,38 @@ def aligned(a: dict, b: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return y, np.asarray(ra["scores"], float), np.asarray(rb["scores"], float)[idx]
 
 
+def aligned_counts(a: dict, b: dict) -> tuple[np.ndarray, np.ndarray]:
+    """Segmentation: per-record Dice counts (N, 3, 3) of A and B on the shared test records."""
+    idx = _order(a, b)
+    ca = np.asarray(a["test_records"]["counts"])
+    cb = np.asarray(b["test_records"]["counts"])[idx]
+    if not np.array_equal(ca[..., 2], cb[..., 2]):  # reference wave samples per record
+        raise CompareError(
+            "the same test records carry different reference labels in A and B: they were "
+            "evaluated at different rates (checkpoint fs) or from different LUDB files"
+        )
+    return ca, cb
+
+
 def compare(path_a: str, path_b: str, *, num: int = 1000, seed: int = 0) -> dict:
+    """The paired comparison of two result files: delta (A - B), CI, p-value, both scores."""
     a, b = _load(path_a), _load(path_b)
-    y, sa, sb = aligned(a, b)
-    out = paired_bootstrap(y, sa, sb, num=num, seed=seed)
+    if "counts" in a["test_records"]:
+        ca, cb = aligned_counts(a, b)
+        out = paired_bootstrap_dice(ca, cb, num=num, seed=seed)
+        metric, delta, n = "mean_dice", out["delta_mean_dice"], len(ca)
+    else:
+        y, sa, sb = aligned(a, b)
+        out = paired_bootstrap(y, sa, sb, num=num, seed=seed)
+        metric, delta, n = "macro_auroc", out["delta_macro_auroc"], int(y.shape[0])
     return {
         **out,
+        "metric": metric,
+        "delta": delta,
         "task": a["task"],
-        "num_records": int(y.shape[0]),
-        "a": {"file": str(path_a), "macro_auroc": a["test"]["macro_auroc"]},
-        "b": {"file": str(path_b), "macro_auroc": b["test"]["macro_auroc"]},
+        "num_records": n,
+        "a": {"file": str(path_a), metric: a["test"][metric]},
+        "b": {"file": str(path_b), metric: b["test"][metric]},
     }
 
 
@@ -91,11 +121,13 @@ def main(argv: list[str]) -> None:
     except CompareError as e:
         sys.exit(f"error: {e}")
     lo, hi = r["ci"]
+    m = r["metric"]
+    name = m.replace("_", " ").replace("auroc", "AUROC")
     print(
         f"{r['task']}: {r['num_records']} shared test records\n"
-        f"A {r['a']['file']}: macro AUROC {r['a']['macro_auroc']:.4f}\n"
-        f"B {r['b']['file']}: macro AUROC {r['b']['macro_auroc']:.4f}\n"
-        f"A - B = {r['delta_macro_auroc']:+.4f} (95% CI [{lo:+.4f}, {hi:+.4f}]), paired "
+        f"A {r['a']['file']}: {name} {r['a'][m]:.4f}\n"
+        f"B {r['b']['file']}: {name} {r['b'][m]:.4f}\n"
+        f"A - B = {r['delta']:+.4f} (95% CI [{lo:+.4f}, {hi:+.4f}]), paired "
         f"bootstrap p = {r['p_value']:.4f} ({r['num_resamples']} resamples)"
     )
 

@@ -11,8 +11,10 @@ are medians over rounds (samples/s = records/s, i.e. batch size / step time):
   jax_step     the jitted step (two augmented views on device, forward, loss, backward, AdamW)
                on one fixed device batch;
   jax_e2e      Grain pipeline -> shard_batch -> step, as acl_jax.train.loop drives it;
-  torch_step   the twin (bench/torch_twin.py) on one fixed batch;
-  torch_e2e_w0 / _w2  torch DataLoader (0 / 2 worker processes) -> twin step;
+  torch_step   the twin (bench/torch_twin.py) on one fixed batch (torch's default 2 threads);
+  torch_step_1t  the same with 1 thread (2 OpenMP threads stall on oversubscribed cores);
+  torch_e2e_w0 / _w2  torch DataLoader (0 / 2 worker processes) -> twin step, with the thread
+               count that was faster in the same round's step windows;
   *_augment    the two views alone (forward only), to see where step time goes.
 Also: compile time, XLA cost-analysis FLOPs per step, the fraction of this CPU's estimated peak
 (see `cpu_peak`), peak RSS per framework (VmHWM reset through /proc/self/clear_refs before each

@@ -30,8 +30,12 @@ Choices:
   parameters, the size class of the ACL-ECG authors' 78k-parameter per-lead backbone, and
   about 26 GFLOP per step (XLA cost analysis). Wider encoders cost proportionally more steps:
   (16, 32, 64, 64) is 2.6x the FLOPs. Measured with bench/train_step.py (config "real",
-  bench/results/train_step.json; figures in bench/README.md).
-- Steps: STEPS_BUDGET below, from that measured end-to-end rate x 1800 s.
+  bench/results/train_step.json, bench/README.md): end to end 180 samples/s = 0.70 steps/s
+  at load average ~8 on the 2 shared cores; the step alone reached 2.6 steps/s at load 5.6;
+  0.80 CPU-seconds per end-to-end step, so about 1.2-2.5 steps/s on an idle machine. The 3
+  steps/s aim was not reached at a size still worth pretraining.
+- Steps: 2000 (about 29 epochs of folds 1-8): 30 minutes at 1.1 steps/s. On a busy machine
+  pass --config.train.steps=1200; an interrupted run resumes from its last checkpoint.
 """
 
 from acl_jax.config import (
@@ -56,5 +60,5 @@ def get_config() -> Config:
         ),
         loss=LossConfig(temperature=0.1, w_global=1.0, w_intra=1.0, w_inter=0.5),
         optim=OptimConfig(name="adamw", lr=1e-3, warmup_steps=500),
-        train=TrainConfig(steps=1800, log_every=50, ckpt_every=300, keep=3),
+        train=TrainConfig(steps=2000, log_every=50, ckpt_every=250, keep=3),
     )

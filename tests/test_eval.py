@@ -352,6 +352,13 @@ def test_ludb_segmentation_scores_dice_on_held_out_records(workdir, tmp_path):
     assert md.startswith("### ludb_segmentation: linear") and "| test | 1 |" in md
     assert paths["png"].name == "seg_seg.png" and paths["png"].read_bytes()[:4] == b"\x89PNG"
     assert json.loads(paths["json"].read_text())["test_records"]["ids"] == records["test"]
+    same = compare(paths["json"], paths["json"], num=50)
+    assert same["metric"] == "mean_dice" and same["delta"] == 0 and same["p_value"] == 1.0
+    other = json.loads(paths["json"].read_text())
+    other["test_records"]["counts"][0][1][2] += 1  # one more reference QRS sample
+    (tmp_path / "other.json").write_text(json.dumps(other))
+    with pytest.raises(CompareError, match="different reference labels"):
+        compare(paths["json"], tmp_path / "other.json")
 
 
 def test_ludb_records_split_resample_window_and_stitch():

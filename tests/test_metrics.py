@@ -16,6 +16,7 @@ from acl_jax.eval.metrics import (
     dice_metrics,
     macro_metrics,
     paired_bootstrap,
+    paired_bootstrap_dice,
     roc_points,
 )
 
@@ -163,3 +164,19 @@ def test_dice_bootstrap_contains_estimate_and_is_seeded():
     same = np.repeat(counts[:1], 10, axis=0)  # identical records: no spread at all
     one = dice_bootstrap_ci(same, num=50, seed=0)["mean_dice_ci"]
     assert one[0] == pytest.approx(one[1]) == pytest.approx(dice_metrics(same)["mean_dice"])
+
+
+def test_paired_bootstrap_dice():
+    rng = np.random.default_rng(2)
+    true = [rng.integers(0, 4, size=80) for _ in range(40)]
+    good = [np.where(rng.random(80) < 0.9, t, 0) for t in true]
+    bad = [np.where(rng.random(80) < 0.4, t, 0) for t in true]
+    ca = np.stack([dice_counts(t, p) for t, p in zip(true, good)])
+    cb = np.stack([dice_counts(t, p) for t, p in zip(true, bad)])
+    r = paired_bootstrap_dice(ca, cb, num=300, seed=0)
+    assert r["delta_mean_dice"] == pytest.approx(
+        dice_metrics(ca)["mean_dice"] - dice_metrics(cb)["mean_dice"]
+    )
+    assert r["delta_mean_dice"] > 0 and r["p_value"] < 0.05 and r["ci"][0] > 0
+    same = paired_bootstrap_dice(ca, ca, num=100, seed=0)
+    assert same["delta_mean_dice"] == 0 and same["p_value"] == 1.0

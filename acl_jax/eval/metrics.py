@@ -175,12 +175,21 @@ def dice_from_counts(counts: np.ndarray) -> np.ndarray:
         return np.where(denom > 0, 2 * counts[..., 0] / denom, np.nan)
 
 
+def _mean_dice(summed: np.ndarray) -> np.ndarray:
+    """summed counts (..., 3, 3) -> mean Dice over the defined waves (...,), NaN if none."""
+    dice = dice_from_counts(summed)
+    out = np.full(dice.shape[:-1], np.nan)
+    ok = np.isfinite(dice).any(axis=-1)
+    out[ok] = np.nanmean(dice[ok], axis=-1)
+    return out
+
+
 def dice_metrics(counts: np.ndarray) -> dict:
     """Per-record counts (R, 3, 3) -> pooled Dice per wave and their mean over defined waves."""
-    dice = dice_from_counts(np.asarray(counts).sum(axis=0))
+    summed = np.asarray(counts).sum(axis=0)
     return {
-        "dice": {w: float(d) for w, d in zip(WAVES, dice)},
-        "mean_dice": float(np.nanmean(dice)) if np.isfinite(dice).any() else float("nan"),
+        "dice": {w: float(d) for w, d in zip(WAVES, dice_from_counts(summed))},
+        "mean_dice": float(_mean_dice(summed)),
         "num_records": int(len(counts)),
     }
 
@@ -189,21 +198,40 @@ def dice_bootstrap_ci(
     counts: np.ndarray, *, num: int = 1000, seed: int = 0, level: float = 0.95
 ) -> dict:
     """Percentile CIs of the pooled Dice per wave and of the mean Dice, records resampled."""
-    counts = np.asarray(counts)
-    dice = dice_from_counts(counts[resample_indices(len(counts), num, seed)].sum(axis=1))
+    summed = np.asarray(counts)[resample_indices(len(counts), num, seed)].sum(axis=1)
+    dice = dice_from_counts(summed)
     lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
 
     def ci(values: np.ndarray) -> list[float]:
         values = values[np.isfinite(values)]
         return [float(v) for v in np.percentile(values, [lo, hi])] if values.size else [np.nan] * 2
 
-    defined = np.isfinite(dice).any(axis=1)
-    mean = np.full(num, np.nan)
-    mean[defined] = np.nanmean(dice[defined], axis=1)
     return {
         "dice_ci": {w: ci(dice[:, k]) for k, w in enumerate(WAVES)},
-        "mean_dice_ci": ci(mean),
+        "mean_dice_ci": ci(_mean_dice(summed)),
         "level": level,
         "num_resamples": num,
+        "seed": seed,
+    }
+
+
+def paired_bootstrap_dice(
+    counts_a: np.ndarray, counts_b: np.ndarray, *, num: int = 1000, seed: int = 0
+) -> dict:
+    """Difference in mean Dice (A - B) on the same records (R, 3, 3) each: CI and two-sided
+    paired bootstrap p-value, computed as `paired_bootstrap` does for macro AUROC."""
+    counts_a, counts_b = np.asarray(counts_a), np.asarray(counts_b)
+    delta = float(_mean_dice(counts_a.sum(axis=0)) - _mean_dice(counts_b.sum(axis=0)))
+    idx = resample_indices(len(counts_a), num, seed)
+    diffs = _mean_dice(counts_a[idx].sum(axis=1)) - _mean_dice(counts_b[idx].sum(axis=1))
+    diffs = diffs[np.isfinite(diffs)]
+    if diffs.size == 0:
+        raise ValueError("no bootstrap resample had a defined Dice: the records hold no wave")
+    tail = min((diffs <= 0).sum() + 1, (diffs >= 0).sum() + 1) / (diffs.size + 1)
+    return {
+        "delta_mean_dice": delta,
+        "ci": [float(v) for v in np.percentile(diffs, [2.5, 97.5])],
+        "p_value": float(min(1.0, 2 * tail)),
+        "num_resamples": int(diffs.size),
         "seed": seed,
     }
