@@ -122,7 +122,7 @@ def main(argv: list[str]) -> None:
         sys.exit(f"error: {e}")
     lo, hi = r["ci"]
     m = r["metric"]
-    name = m.replace("_", " ").replace("auroc", "AUROC")
+    name = {"macro_auroc": "macro AUROC", "mean_dice": "mean Dice"}[m]
     print(
         f"{r['task']}: {r['num_records']} shared test records\n"
         f"A {r['a']['file']}: {name} {r['a'][m]:.4f}\n"

@@ -66,6 +66,9 @@ class ModelConfig:
     pred_hidden: int = 0  # predictor hidden width (BYOL/SimSiam/MoCo); 0 = method default
     regions: str = DEFAULT_REGIONS
     dtype: str = "float32"  # compute dtype; parameters stay float32
+    stem_stride: int = 2  # resnet1d stem convolution stride (a max-pool /2 follows)
+    stem_kernel: int = 0  # resnet1d stem convolution width; 0 = `kernel`
+    leads: str = ""  # lead-wise: comma list of leads encoded ("" = all 12); others never computed
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -4,17 +4,20 @@ An independent implementation of the same computation as `acl_jax.objectives.con
 inside `acl_jax.train.step.make_train_step`:
   * augmentations (default chain, batched here instead of vmapped): scale_crop, cycle_mask,
     time_shift, gaussian_noise, two independent views per record;
-  * encoder: one shared single-lead ResNet1d (stem conv stride 2 + BN + ReLU + max-pool 3/2,
-    basic blocks, stride 2 at each later stage, time mean) over (B*12, 1, T), a learned lead
-    embedding (12, D), masked mean pooling into regions (B, R, D) and global (B, D);
+  * encoder: one shared single-lead ResNet1d (stem conv of stride `model.stem_stride`, width
+    `model.stem_kernel` or `kernel`, + BN + ReLU + max-pool 3/2, basic blocks, stride 2 at each
+    later stage, time mean) over (B*L, 1, T), L = the leads in `model.leads` (all 12 when
+    empty; the others are never computed, as in acl_jax), a learned lead embedding (12, D),
+    masked mean pooling into regions (B, R, D) and global (B, D);
     every BatchNorm excludes absent leads from its statistics (as MaskedBatchNorm does);
   * heads: Linear (no bias) -> BatchNorm -> ReLU -> Linear, one global and one region head;
   * loss: global NT-Xent + w_intra * intra-region + w_inter * inter-region (formulas in
     acl_jax/objectives/acl_ecg.py), masked logits -1e9;
   * optimizer: global-norm clipping then AdamW, weight decay on >= 2-D parameters only.
-Layout is PyTorch's native channels-first (N, C, T). Convolutions pad k // 2 on both sides where
-XLA's SAME pads asymmetrically for stride 2: output lengths are identical (ceil(T / stride)), the
-sampling grid is shifted by one sample, which changes nothing in cost. The learning-rate schedule
+Layout is PyTorch's native channels-first (N, C, T). Odd-width convolutions pad k // 2 on both
+sides where XLA's SAME pads asymmetrically for stride 2: output lengths are identical
+(ceil(T / stride)), the sampling grid is shifted by one sample, which changes nothing in cost; an
+even-width stem pads explicitly as SAME does, so lengths match there too. The learning-rate schedule
 is a constant (a schedule costs nothing measurable).
 
 `TorchShards` is a map-style Dataset over the prepared ArrayRecord shards (decoded with
@@ -30,7 +33,7 @@ from torch import nn
 
 from acl_jax.config import Config
 from acl_jax.data.record import UV_PER_MV, decode
-from acl_jax.leads import region_matrix
+from acl_jax.leads import LEAD_INDEX, canonical_lead, region_matrix
 
 MASKED = -1e9
 
@@ -72,11 +75,17 @@ class MaskedBN(nn.Module):
 class ConvBN(nn.Module):
     def __init__(self, c_in, c_out, k, stride):
         super().__init__()
-        self.conv = nn.Conv1d(c_in, c_out, k, stride, padding=k // 2, bias=False)
+        self.k, self.stride, self.even = k, stride, k % 2 == 0
+        pad = 0 if self.even else k // 2
+        self.conv = nn.Conv1d(c_in, c_out, k, stride, padding=pad, bias=False)
         nn.init.kaiming_normal_(self.conv.weight)
         self.bn = MaskedBN(c_out)
 
     def forward(self, x, mask):
+        if self.even:  # SAME: ceil(T / stride) outputs, the extra pad on the right
+            t = x.shape[-1]
+            total = max((-(-t // self.stride) - 1) * self.stride + self.k - t, 0)
+            x = F.pad(x, (total // 2, total - total // 2))
         return self.bn(self.conv(x), mask)
 
 
@@ -94,9 +103,9 @@ class Block(nn.Module):
 class ResNet1d(nn.Module):
     """(N, 1, T) -> (N, widths[-1])."""
 
-    def __init__(self, widths, blocks, k):
+    def __init__(self, widths, blocks, k, stem_stride=2, stem_kernel=0):
         super().__init__()
-        self.stem = ConvBN(1, widths[0], k, 2)
+        self.stem = ConvBN(1, widths[0], stem_kernel or k, stem_stride)
         layers, c = [], widths[0]
         for stage, (w, n) in enumerate(zip(widths, blocks)):
             for j in range(n):
@@ -118,20 +127,25 @@ class Encoder(nn.Module):
     def __init__(self, cfg: Config):
         super().__init__()
         m = cfg.model
-        self.backbone = ResNet1d(m.widths, m.blocks, m.kernel)
+        self.backbone = ResNet1d(m.widths, m.blocks, m.kernel, m.stem_stride, m.stem_kernel)
         self.dim = self.backbone.dim
         self.lead_embed = nn.Parameter(0.02 * torch.randn(12, self.dim))
-        self.register_buffer("regions", torch.from_numpy(region_matrix(m.regions)))
+        names = [n for n in m.leads.split(",") if n.strip()]
+        idx = sorted(LEAD_INDEX[canonical_lead(n)] for n in names) or list(range(12))
+        self.register_buffer("idx", torch.tensor(idx))
+        self.register_buffer("regions", torch.from_numpy(region_matrix(m.regions))[:, idx])
 
     def forward(self, x, lead_mask):
+        if len(self.idx) < 12:  # encode the configured leads only
+            x, lead_mask = x[:, self.idx], lead_mask[:, self.idx]
         present = lead_mask > 0
         mask = present.float()
         x = torch.where(present[..., None], x, 0.0)
         b, n_leads, t = x.shape
         h = self.backbone(x.reshape(b * n_leads, 1, t), mask.reshape(-1))
-        h = h.reshape(b, n_leads, self.dim) + self.lead_embed
+        h = h.reshape(b, n_leads, self.dim) + self.lead_embed[self.idx]
         leads = torch.where(present[..., None], h, 0.0)
-        weights = self.regions[None] * mask[:, None, :]  # (B, R, 12)
+        weights = self.regions[None] * mask[:, None, :]  # (B, R, L)
         count = weights.sum(-1)
         regions = torch.einsum("brl,bld->brd", weights, leads) / count.clamp(min=1.0)[..., None]
         global_ = leads.sum(1) / mask.sum(1).clamp(min=1.0)[:, None]

@@ -19,6 +19,7 @@ from acl_jax.models import (
     ResNet1d,
     register_backbone,
 )
+from acl_jax.models.resnet1d import max_pool_3_2
 
 SMALL = ModelConfig(widths=(8, 16), blocks=(1, 1), kernel=5)
 T = 128
@@ -264,3 +265,113 @@ def test_default_config_parameter_count():
     n = sum(p.size for p in jax.tree.leaves(nnx.state(enc, nnx.Param)))
     # Lead-wise ResNet1d (32, 64, 128, 128) x 1 block, kernel 7: 489,248 parameters.
     assert 450_000 < n < 530_000, n
+
+
+EIGHT = "I,II,V1,V2,V3,V4,V5,V6"  # the 8 independent leads (LCD's input)
+
+
+def test_stem_stride_and_kernel_shorten_the_time_axis():
+    x, _ = _batch(2, seed=10)
+    default = ResNet1d(12, (8, 16), (1, 1), 5, rngs=nnx.Rngs(0))
+    fast = ResNet1d(12, (8, 16), (1, 1), 5, stem_stride=8, stem_kernel=17, rngs=nnx.Rngs(0))
+    assert (default.downsample, fast.downsample) == (8, 32)
+    assert fast.stem.conv.kernel.shape == (17, 12, 8)
+    assert default.stem.conv.kernel.shape == (5, 12, 8)  # stem_kernel 0 = kernel
+    assert default.features_map(x).shape == (2, T // 8, 16)
+    assert fast.features_map(x).shape == (2, T // 32, 16)
+    assert fast(x).shape == (2, 16) and np.isfinite(np.asarray(fast(x))).all()
+    odd = ResNet1d(12, (8,), (1,), 5, stem_stride=3, rngs=nnx.Rngs(0))
+    assert odd.features_map(x[..., :100]).shape == (2, 17, 8)  # ceil(ceil(100 / 3) / 2)
+    with pytest.raises(ValueError, match="stem_stride"):
+        ResNet1d(12, (8,), (1,), 5, stem_stride=0, rngs=nnx.Rngs(0))
+    # The config fields reach the backbone.
+    cfg = dataclasses.replace(SMALL, stem_stride=4, stem_kernel=9)
+    enc = ECGEncoder(cfg, rngs=nnx.Rngs(0))
+    assert enc.backbone.downsample == 16 and enc.backbone.stem.conv.kernel.shape == (9, 1, 8)
+
+
+def _reduce_window_pool(a):
+    return jax.lax.reduce_window(a, -jnp.inf, jax.lax.max, (1, 3, 1), (1, 2, 1), "SAME")
+
+
+def _pool_nwc(a):
+    return max_pool_3_2(a, 1)
+
+
+def test_max_pool_matches_reduce_window_values_and_gradient_after_relu():
+    h = jax.nn.relu(jax.random.normal(jax.random.key(3), (4, 25, 3)))
+    ref = _reduce_window_pool(h)
+    np.testing.assert_array_equal(_pool_nwc(h), ref)
+    np.testing.assert_array_equal(max_pool_3_2(jnp.swapaxes(h, 1, 2), 2), ref.swapaxes(1, 2))
+    w = jax.random.normal(jax.random.key(4), (4, 13, 3))
+    z = jax.random.normal(jax.random.key(5), h.shape)
+    ours = jax.grad(lambda z: jnp.sum(_pool_nwc(jax.nn.relu(z)) * w))(z)
+    want = jax.grad(lambda z: jnp.sum(_reduce_window_pool(jax.nn.relu(z)) * w))(z)
+    assert np.abs(np.asarray(want)).max() > 0
+    np.testing.assert_allclose(ours, want, rtol=1e-6, atol=1e-7)
+
+
+def _subset_pair(cfg, seed=0):
+    """The same weights as a full 12-lead encoder and an 8-lead subset encoder."""
+    full = ECGEncoder(cfg, rngs=nnx.Rngs(seed))
+    sub = ECGEncoder(dataclasses.replace(cfg, leads=EIGHT), rngs=nnx.Rngs(seed))
+    return full, sub
+
+
+def test_lead_subset_equals_masking_the_other_leads_in_the_full_model():
+    x, mask = _batch(6, seed=11, absent=0.25)
+    keep = np.isin(np.arange(12), [0, 1, 6, 7, 8, 9, 10, 11]).astype(np.float32)
+    full, sub = _subset_pair(SMALL)
+    assert sub.subset == (0, 1, 6, 7, 8, 9, 10, 11)
+    # Leads outside the subset carry garbage: the subset encoder must never look at them.
+    junk = jnp.where(keep[None, :, None] > 0, x, 1e3)
+    fs, ff = sub(junk, mask), full(x, mask * keep)
+    assert fs.leads.shape == (6, 12, 16) and fs.regions.shape == (6, 4, 16)
+    for a, b in zip(fs, ff):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    assert np.all(np.asarray(fs.leads)[:, keep == 0] == 0)
+    # The inferior region (II, III, aVF) keeps II only; others' masks match the full model.
+    np.testing.assert_array_equal(fs.region_mask, ff.region_mask)
+    for s1, s2 in zip(_stats(sub), _stats(full)):
+        np.testing.assert_allclose(s1, s2, rtol=1e-4, atol=1e-6)
+    np.testing.assert_array_equal(sub.encoded_mask(mask), np.asarray(mask > 0) * keep)
+    # Dense features agree too (eval view: running statistics).
+    ms, mf = nnx.view(sub, use_running_average=True), nnx.view(full, use_running_average=True)
+    np.testing.assert_allclose(
+        ms.features_map(junk, mask), mf.features_map(x, mask * keep), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_lead_subset_gradients_match_and_skip_unencoded_embeddings():
+    x, mask = _batch(4, seed=12, absent=0.0)
+    keep = np.isin(np.arange(12), [0, 1, 6, 7, 8, 9, 10, 11]).astype(np.float32)
+    full, sub = _subset_pair(SMALL, seed=1)
+
+    def grads(model, m):
+        def loss_fn(model):
+            f = model(x, m)
+            return jnp.mean(f.global_**2) + jnp.mean(f.regions**2)
+
+        return nnx.grad(loss_fn)(model)
+
+    gs, gf = grads(sub, mask), grads(full, mask * keep)
+    for a, b in zip(jax.tree.leaves(gs), jax.tree.leaves(gf)):
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-6)
+    embed = np.asarray(gs["lead_embed"][...])
+    assert np.all(embed[keep == 0] == 0) and np.abs(embed[keep > 0]).max() > 0
+
+
+def test_lead_subset_config_errors_and_parameter_count():
+    with pytest.raises(ValueError, match=r"model.leads=.*'V7'"):
+        ECGEncoder(dataclasses.replace(SMALL, leads="I,V7"), rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="twice"):
+        ECGEncoder(dataclasses.replace(SMALL, leads="I,i"), rngs=nnx.Rngs(0))
+    with pytest.raises(ValueError, match="lead_wise"):
+        ECGEncoder(dataclasses.replace(SMALL, lead_wise=False, leads=EIGHT), rngs=nnx.Rngs(0))
+    full, sub = _subset_pair(SMALL)
+    count = [sum(p.size for p in jax.tree.leaves(nnx.state(m, nnx.Param))) for m in (full, sub)]
+    assert count[0] == count[1]  # same checkpoint layout: (12, D) lead embedding kept
+    assert ECGEncoder(dataclasses.replace(SMALL, leads=" v1 , II"), rngs=nnx.Rngs(0)).subset == (
+        1,
+        6,
+    )

@@ -11,6 +11,14 @@ augmentation) changes the pool's support but not its scale; absent leads are als
 from BatchNorm statistics (`MaskedBatchNorm`), so their contents never reach any output.
 A region with no present lead yields zeros and `region_mask` 0.
 
+Lead subset (`cfg.leads`, lead-wise mode only): a comma list of lead names, e.g. the 8
+independent leads "I,II,V1,V2,V3,V4,V5,V6". Only those leads are gathered (a static index) and
+encoded, (B*L, 1, T) with L = len(subset); every other lead is treated as absent whatever its
+lead_mask says: never computed, zero in `leads`, out of every pool. With shared weights this gives
+the same features as the full model with those leads masked absent (BatchNorm already skips
+absent rows), at L/12 of the backbone cost. Empty (the default) encodes all 12.
+`encoded_mask(lead_mask)` gives the effective (B, 12) mask for consumers of `Features.leads`.
+
 Plain mode: one 12-channel backbone; absent leads are zeroed; global features only.
 
 Backbones: `BACKBONES` maps `cfg.arch` to a factory
@@ -33,7 +41,7 @@ import numpy as np
 from flax import nnx
 
 from acl_jax.config import ModelConfig
-from acl_jax.leads import NUM_LEADS, region_matrix
+from acl_jax.leads import LEAD_INDEX, NUM_LEADS, canonical_lead, region_matrix
 from acl_jax.models.resnet1d import ResNet1d
 
 
@@ -54,6 +62,8 @@ def _resnet1d(in_channels: int, cfg: ModelConfig, *, bn_axis, rngs, **options):
         cfg.kernel,
         dtype=cfg.dtype,
         bn_axis=bn_axis,
+        stem_stride=cfg.stem_stride,
+        stem_kernel=cfg.stem_kernel,
         rngs=rngs,
         **options,
     )
@@ -73,6 +83,24 @@ def register_backbone(name: str, factory: Callable[..., nnx.Module]) -> None:
 def _regions(spec: str) -> np.ndarray:
     # Cached, and kept out of the module state: a constant, not a parameter or statistic.
     return region_matrix(spec)
+
+
+def lead_subset(spec: str) -> tuple[int, ...]:
+    """`cfg.leads` ("I,II,V1" or "" = all) -> sorted canonical lead indices, with clear errors."""
+    if not spec.strip():
+        return tuple(range(NUM_LEADS))
+    idx = []
+    for name in spec.split(","):
+        canon = canonical_lead(name)
+        if canon is None:
+            raise ValueError(
+                f"model.leads={spec!r}: {name.strip()!r} is not a 12-lead name "
+                "(use e.g. I,II,V1,V2,V3,V4,V5,V6; empty = all 12)"
+            )
+        idx.append(LEAD_INDEX[canon])
+    if len(set(idx)) != len(idx):
+        raise ValueError(f"model.leads={spec!r} names a lead twice")
+    return tuple(sorted(idx))
 
 
 def masked_pool(feats, weights):
@@ -109,6 +137,12 @@ class ECGEncoder(nnx.Module):
         options = dict(backbone_options or {})
         self.lead_wise = cfg.lead_wise
         self.region_spec = cfg.regions
+        self.subset = lead_subset(cfg.leads)
+        if not cfg.lead_wise and len(self.subset) != NUM_LEADS:
+            raise ValueError(
+                f"model.leads={cfg.leads!r} needs model.lead_wise=True (the plain encoder takes "
+                "all 12 channels; mark leads absent in lead_mask instead)"
+            )
         in_channels = 1 if cfg.lead_wise else NUM_LEADS
         self.backbone = factory(in_channels, cfg, bn_axis=bn_axis, rngs=rngs, **options)
         self.dim = self.backbone.dim
@@ -126,9 +160,37 @@ class ECGEncoder(nnx.Module):
         if lead_mask.shape != x.shape[:2]:
             raise ValueError(f"lead_mask must be (B, 12) = {x.shape[:2]}, got {lead_mask.shape}")
         present = lead_mask > 0
+        if len(self.subset) < NUM_LEADS:  # leads outside cfg.leads count as absent
+            present = present & jnp.asarray(self._selected())
         # where, not multiply: an absent lead's NaN or garbage must not leak into anything.
         x = jnp.where(present[..., None], x, 0.0).astype(jnp.float32)
         return x, present, present.astype(jnp.float32)
+
+    def _selected(self) -> np.ndarray:
+        """(12,) bool: the leads this encoder computes (cfg.leads)."""
+        return np.isin(np.arange(NUM_LEADS), self.subset)
+
+    def encoded_mask(self, lead_mask):
+        """(B, 12) lead_mask restricted to the encoded leads (cfg.leads): the leads that are
+        present AND computed, i.e. where `Features.leads` holds real features."""
+        return jnp.where(jnp.asarray(self._selected()), (lead_mask > 0).astype(jnp.float32), 0.0)
+
+    def _encode_leads(self, fn, x, present, mask):
+        """Runs `fn` (the backbone or its features_map) on the encoded leads only:
+        x (B, 12, T) -> (B, L, ...) features + lead embedding, zero at absent leads, with the
+        subset's (present (B, L), mask (B, L), index (L,))."""
+        idx = np.asarray(self.subset)
+        if len(idx) < NUM_LEADS:  # a static gather: the other leads are never computed
+            x, present, mask = x[:, idx], present[:, idx], mask[:, idx]
+        b, n_leads, t = x.shape
+        h = fn(x.reshape(b * n_leads, 1, t), mask.reshape(-1))
+        h = h.reshape(b, n_leads, *h.shape[1:])
+        embed = self.lead_embed[...]
+        if n_leads < NUM_LEADS:
+            embed = embed[idx]
+        h = h + embed.reshape(n_leads, *(1,) * (h.ndim - 3), self.dim)
+        keep = present.reshape(*present.shape, *(1,) * (h.ndim - 2))
+        return jnp.where(keep, h, 0.0), present, mask, idx
 
     def features_map(self, x, lead_mask) -> jax.Array:
         """Per-time features for dense tasks (e.g. wave segmentation): (B, 12, T) -> (B, T', D).
@@ -146,23 +208,21 @@ class ECGEncoder(nnx.Module):
         x, present, mask = self._inputs(x, lead_mask)
         if not self.lead_wise:
             return self.backbone.features_map(x)
-        b, n_leads, t = x.shape
-        h = self.backbone.features_map(x.reshape(b * n_leads, 1, t), mask.reshape(-1))
-        h = h.reshape(b, n_leads, h.shape[1], self.dim) + self.lead_embed[...][None, :, None]
+        h, _, mask, _ = self._encode_leads(self.backbone.features_map, x, present, mask)
         weights = mask / jnp.maximum(mask.sum(axis=1, keepdims=True), 1.0)
-        return jnp.einsum("bl,bltd->btd", weights, jnp.where(present[..., None, None], h, 0.0))
+        return jnp.einsum("bl,bltd->btd", weights, h)
 
     def __call__(self, x, lead_mask) -> Features:
         x, present, mask = self._inputs(x, lead_mask)
         if not self.lead_wise:
             return Features(global_=self.backbone(x))
-        b, n_leads, t = x.shape
-        h = self.backbone(x.reshape(b * n_leads, 1, t), mask.reshape(-1))
-        h = h.reshape(b, n_leads, self.dim) + self.lead_embed[...]
-        leads = jnp.where(present[..., None], h, 0.0)
-        membership = jnp.asarray(_regions(self.region_spec))  # (R, 12)
-        regions, count = masked_pool(leads, membership[None] * mask[:, None, :])
-        global_, _ = masked_pool(leads, mask[:, None, :])
+        h, present, mask, idx = self._encode_leads(self.backbone, x, present, mask)
+        membership = jnp.asarray(_regions(self.region_spec)[:, idx])  # (R, L)
+        regions, count = masked_pool(h, membership[None] * mask[:, None, :])
+        global_, _ = masked_pool(h, mask[:, None, :])
+        leads = h
+        if len(idx) < NUM_LEADS:
+            leads = jnp.zeros((h.shape[0], NUM_LEADS, self.dim), h.dtype).at[:, idx].set(h)
         return Features(
             global_=global_[:, 0],
             leads=leads,
