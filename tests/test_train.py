@@ -18,6 +18,7 @@ from acl_jax.config import load_config
 from acl_jax.data import pipeline
 from acl_jax.objectives import build_pretrainer
 from acl_jax.train.checkpoint import CheckpointNotFound, load_pretrainer
+from acl_jax.train.curves import plot_losses
 from acl_jax.train.loop import ConfigMismatch, NonFiniteLoss, replace, train
 from acl_jax.train.optim import make_optimizer
 from acl_jax.train.step import DATA_AXIS, make_mesh, make_train_step, place_model, shard_batch
@@ -63,6 +64,10 @@ def test_loss_falls(prepared_sample, tmp_path):
     for key in ("loss_global", "loss_intra", "loss_inter", "grad_norm", "samples_per_s"):
         assert np.isfinite(rows[-1][key])
     assert summary["step"] == 40 and (tmp_path / "tb").is_dir()
+    png = plot_losses(tmp_path)
+    assert png.stat().st_size > 10_000 and png.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(FileNotFoundError, match="metrics.jsonl does not exist"):
+        plot_losses(tmp_path / "nope")
 
 
 def test_eight_devices_equal_one(prepared_sample):
