@@ -192,6 +192,20 @@ def test_resume_refuses_a_different_config(prepared_sample, tmp_path):
         train(replace(tiny(prepared_sample, steps=4), loss={"temperature": 0.5}), tmp_path)
 
 
+def test_resume_accepts_checkpoints_from_before_a_new_field(prepared_sample, tmp_path):
+    """A config field added later takes its default when an older checkpoint is resumed."""
+    from acl_jax.config import to_dict
+    from acl_jax.train.loop import _check_resumable
+
+    cfg = tiny(prepared_sample, steps=4)
+    stored = to_dict(cfg)
+    del stored["model"]["pred_hidden"]  # as written by a version without the field
+    _check_resumable(stored, cfg, tmp_path)
+    stored["loss"]["temperature"] = 0.7
+    with pytest.raises(ConfigMismatch, match="loss.temperature: 0.7 -> 0.1"):
+        _check_resumable(stored, cfg, tmp_path)
+
+
 def test_missing_checkpoint_errors(tmp_path):
     with pytest.raises(CheckpointNotFound, match="no checkpoints"):
         load_pretrainer(tmp_path)

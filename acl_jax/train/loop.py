@@ -16,7 +16,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from acl_jax.config import Config, to_dict
+from acl_jax.config import Config, from_dict, to_dict
 from acl_jax.data import pipeline
 from acl_jax.objectives import build_pretrainer
 from acl_jax.train.checkpoint import Checkpointer
@@ -56,7 +56,8 @@ def _flatten(d: dict, prefix: str = "") -> dict:
 
 
 def _check_resumable(stored: dict, cfg: Config, workdir: Path) -> None:
-    old, new = _flatten(stored), _flatten(to_dict(cfg))
+    # Through from_dict: fields added since the checkpoint was written take their defaults.
+    old, new = _flatten(to_dict(from_dict(stored))), _flatten(to_dict(cfg))
     diff = sorted(
         k for k in set(old) | set(new) if old.get(k) != new.get(k) and k not in RESUMABLE_CHANGES
     )
