@@ -20,7 +20,7 @@ from pathlib import Path
 from acl_jax.eval.args import SEGMENTATION_TASK, EvalArgs, EvalError, load_encoder
 from acl_jax.eval.classification import Evaluation, check_compatible
 from acl_jax.eval.segmentation import SegmentationEvaluation
-from acl_jax.train.checkpoint import CKPT_DIR, CheckpointNotFound
+from acl_jax.train.checkpoint import CKPT_DIR, CheckpointNotFound, workdir_path
 
 
 def evaluate(a: EvalArgs) -> dict:
@@ -36,7 +36,7 @@ def evaluate(a: EvalArgs) -> dict:
 def available_steps(workdir: str) -> list[int]:
     """Finished checkpoint steps in WORKDIR/checkpoints (Orbax renames a step dir into place
     only once it is complete, so a step listed here is safe to restore)."""
-    directory = Path(workdir).absolute() / CKPT_DIR
+    directory = workdir_path(workdir) / CKPT_DIR
     if not directory.is_dir():
         return []
     return sorted(int(p.name) for p in directory.iterdir() if p.is_dir() and p.name.isdigit())
