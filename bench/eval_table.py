@@ -41,7 +41,10 @@ def main() -> None:
     p.add_argument("--fractions", default="1.0,0.1")
     p.add_argument("--finetune-steps", type=int, default=500)
     p.add_argument("--out", default="bench/results/eval_table")
+    p.add_argument("--reuse", action="store_true", help="keep result files that already exist")
+    p.add_argument("--only-rows", default="", help="comma list of row names to run (default all)")
     a = p.parse_args()
+    a.only_rows = [r for r in a.only_rows.split(",") if r]
     out = Path(a.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     rows = []
@@ -69,9 +72,14 @@ def main() -> None:
                     *extra,
                 ]
                 shown = " ".join(["python", *cmd[1:]])
+                if a.only_rows and name not in a.only_rows:
+                    continue
                 print("+", shown, flush=True)
                 t0 = time.perf_counter()
-                proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+                if a.reuse and path.is_file():  # finished by an earlier invocation
+                    proc = subprocess.CompletedProcess(cmd, 0, "", "")
+                else:
+                    proc = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
                 row = {
                     "task": task,
                     "label_fraction": float(frac),
@@ -93,13 +101,14 @@ def main() -> None:
                 rows.append(row)
             pre, rnd = (Path(f"{out}_{task}_{frac}_{k}.json") for k in ("pretrained", "random"))
             if "pretrained (linear)" in results and "random init (linear)" in results:
+                pre_row = next(r for r in rows[::-1] if r["row"] == "pretrained (linear)")
                 cmp = subprocess.run(
                     [sys.executable, "-m", "acl_jax.compare", str(pre), str(rnd)],
                     cwd=REPO,
                     capture_output=True,
                     text=True,
                 )
-                rows[-3]["vs_random"] = cmp.stdout.strip().splitlines()[-1:] or cmp.stderr[-300:]
+                pre_row["vs_random"] = cmp.stdout.strip().splitlines()[-1:] or cmp.stderr[-300:]
             Path(f"{out}.json").write_text(json.dumps(rows, indent=2))
     lines = [
         "| task | labels | encoder | test macro AUROC [95% CI] | test macro AUPRC [95% CI] "
