@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The main job on the bundled PTB-XL sample: set up, prepare shards, pretrain ACL-ECG (tiny
-# config, a few minutes on 2 cores), and print where the checkpoint is.
+# config, a few minutes on 2 cores), linear-probe it on superdiagnostic labels (15 test records:
+# a smoke test of the whole path, not a benchmark), and print where everything is.
 #   OUT=runs/quickstart STEPS=60 bash launch/quickstart.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,4 +16,8 @@ if [ ! -f "$data/manifest.json" ]; then
 fi
 run .venv/bin/python -m acl_jax.train --config configs/tiny.py --workdir "$out" \
     --config.data.dir="$data" --config.train.steps="$steps"
-echo "checkpoints: $out/checkpoints   metrics: $out/metrics.jsonl   tensorboard --logdir $out/tb"
+run .venv/bin/python -m acl_jax.train.curves "$out"
+run .venv/bin/python -m acl_jax.eval --workdir "$out" --data "$data" --task superdiagnostic \
+    --protocol linear --out "$out/eval/superdiagnostic_linear.json"
+echo "checkpoints: $out/checkpoints   metrics: $out/metrics.jsonl   loss curve: $out/loss.png"
+echo "eval: $out/eval/superdiagnostic_linear.{json,md,_roc.png}   tensorboard --logdir $out/tb"
