@@ -24,7 +24,15 @@ REPO = Path(__file__).resolve().parent.parent
 ROWS = {
     "pretrained (linear)": ["--protocol", "linear"],
     "random init (linear)": ["--protocol", "linear", "--init", "random"],
-    "supervised from scratch": ["--protocol", "finetune", "--init", "random"],
+    # From scratch needs a training-from-scratch learning rate, not the fine-tuning default.
+    "supervised from scratch": [
+        "--protocol",
+        "finetune",
+        "--init",
+        "random",
+        "--finetune-lr",
+        "1e-3",
+    ],
 }
 
 
@@ -39,7 +47,7 @@ def main() -> None:
     p.add_argument("--data", required=True)
     p.add_argument("--tasks", default="superdiagnostic,all")
     p.add_argument("--fractions", default="1.0,0.1")
-    p.add_argument("--finetune-steps", type=int, default=500)
+    p.add_argument("--finetune-steps", type=int, default=2000)
     p.add_argument("--out", default="bench/results/eval_table")
     p.add_argument("--reuse", action="store_true", help="keep result files that already exist")
     p.add_argument("--only-rows", default="", help="comma list of row names to run (default all)")

@@ -199,6 +199,8 @@ def test_label_fraction_is_stratified_and_seeded(prepared_sample):
         assert abs(len(a) - round(fraction * len(y))) <= len(classes)
         enough = y.sum(axis=0) >= 1 / fraction
         assert (y[a][:, enough].sum(axis=0) >= 1).all(), "a class with >= 1/F examples is missing"
+        present = y.sum(axis=0) >= 1
+        assert (y[a][:, present].sum(axis=0) >= 1).all(), "a rare class vanished from the subset"
         np.testing.assert_array_equal(a, tasks.stratified_fraction(y, fraction, seed=0))
         assert not np.array_equal(a, tasks.stratified_fraction(y, fraction, seed=1))
 
@@ -240,7 +242,7 @@ def test_clear_errors(prepared_sample, workdir, tmp_path):
     classes = tasks.vocabulary(manifest, str(prepared_sample), "all", "train")
     train = tasks.split_labels(str(prepared_sample), "train", "all", manifest, classes)
     tasks.require_all_classes(train, classes, "train", "all")  # the full split has them all
-    few = tasks.subset(train, tasks.stratified_fraction(train.y, 0.05, seed=0))
+    few = tasks.subset(train, np.arange(3))  # three records cannot hold all 'all' classes
     with pytest.raises(tasks.TaskError, match="no positive record in the 'train' split"):
         tasks.require_all_classes(few, classes, "train", "all")
 

@@ -131,8 +131,9 @@ def stratified_fraction(y: np.ndarray, fraction: float, seed: int) -> np.ndarray
     """Positions of a seeded, stratified `fraction` of the rows of y (N, C) {0, 1}.
 
     Rarest-label-first greedy: classes are visited from the fewest to the most positives; each
-    class c gets positives up to its quota round(fraction * n_c), at least 1 when
-    fraction * n_c >= 1 (so every class with >= 1/fraction examples is represented), drawn
+    class c gets positives up to its quota round(fraction * n_c), and at least 1 for every class
+    with a positive in the full split (otherwise a class rarer than 1/fraction would vanish from
+    the subset and the vocabulary would change between label fractions), drawn
     at random from the rows not chosen yet (rows chosen for rarer classes count towards it).
     The remainder up to round(fraction * N) is drawn uniformly from the rest. Rarest first,
     because rare classes have the fewest candidates: served last, they would find their rows
@@ -149,7 +150,7 @@ def stratified_fraction(y: np.ndarray, fraction: float, seed: int) -> np.ndarray
     chosen = np.zeros(n, bool)
     for c in np.argsort(positives, kind="stable"):
         quota = int(round(fraction * positives[c]))
-        if fraction * positives[c] >= 1:
+        if positives[c] >= 1:
             quota = max(quota, 1)
         need = quota - int((chosen & (y[:, c] > 0)).sum())
         if need > 0:
