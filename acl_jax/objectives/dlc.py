@@ -172,7 +172,9 @@ class Dlc(Pretrainer):
     def loss(self, batch: dict, keys: jax.Array, axis_name: str | None):
         v1, v2 = self._views(keys, batch)
         # The head's BatchNorm skips absent leads (mask), so they cannot skew its statistics.
-        z1 = self.head(self.encoder(v1.x, v1.lead_mask).leads, mask=v1.lead_mask)
-        z2 = self.head(self.encoder(v2.x, v2.lead_mask).leads, mask=v2.lead_mask)
-        valid = v1.lead_mask * v2.lead_mask
+        # encoded_mask: leads outside cfg.model.leads are never encoded and count as absent.
+        m1, m2 = self.encoder.encoded_mask(v1.lead_mask), self.encoder.encoded_mask(v2.lead_mask)
+        z1 = self.head(self.encoder(v1.x, v1.lead_mask).leads, mask=m1)
+        z2 = self.head(self.encoder(v2.x, v2.lead_mask).leads, mask=m2)
+        valid = m1 * m2
         return dlc_loss(z1, z2, valid, self._temperature, self._dlc, axis_name)

@@ -167,6 +167,8 @@ class Lcd(Pretrainer):
         self._lcd = LcdConfig(lambda_dec=cfg.loss.lcd_lambda_dec)
 
     def _branches(self, x, lead_mask):
+        # Leads outside cfg.model.leads are never encoded: they count as absent.
+        lead_mask = self.encoder.encoded_mask(lead_mask)
         # BatchNorms skip absent leads (mask), so they cannot skew the statistics.
         y = self.projector(self.encoder(x, lead_mask).leads, mask=lead_mask)
         p = self.predictor(y, mask=lead_mask)
@@ -177,7 +179,7 @@ class Lcd(Pretrainer):
         v1, v2 = self._views(keys, batch)
         y1, p1, t1 = self._branches(v1.x, v1.lead_mask)
         y2, p2, t2 = self._branches(v2.x, v2.lead_mask)
-        valid = v1.lead_mask * v2.lead_mask
+        valid = self.encoder.encoded_mask(v1.lead_mask) * self.encoder.encoded_mask(v2.lead_mask)
         return lcd_loss(p1, p2, t1, t2, y1, y2, valid, self._lcd, axis_name)
 
     def update_targets(self, step: jax.Array) -> None:
