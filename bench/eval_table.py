@@ -23,6 +23,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 ROWS = {
     "pretrained (linear)": ["--protocol", "linear"],
+    "pretrained (finetune)": ["--protocol", "finetune", "--finetune-lr", "1e-3"],
     "random init (linear)": ["--protocol", "linear", "--init", "random"],
     # From scratch needs a training-from-scratch learning rate, not the fine-tuning default.
     "supervised from scratch": [
@@ -33,6 +34,12 @@ ROWS = {
         "--finetune-lr",
         "1e-3",
     ],
+}
+FILE_TAG = {
+    "pretrained (linear)": "pretrained",
+    "pretrained (finetune)": "pretrained_ft",
+    "random init (linear)": "random",
+    "supervised from scratch": "supervised",
 }
 
 
@@ -60,7 +67,7 @@ def main() -> None:
         for frac in a.fractions.split(","):
             results = {}
             for name, extra in ROWS.items():
-                path = Path(f"{out}_{task}_{frac}_{name.split()[0]}.json")
+                path = Path(f"{out}_{task}_{frac}_{FILE_TAG[name]}.json")
                 cmd = [
                     sys.executable,
                     "-m",
