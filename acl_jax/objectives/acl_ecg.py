@@ -71,26 +71,28 @@ def _safe_div(num: jax.Array, den: jax.Array) -> jax.Array:
     return num / jnp.maximum(den, 1.0)
 
 
-def intra_region_terms(
+def per_unit_contrast_sums(
     u1: jax.Array, u2: jax.Array, valid: jax.Array, temperature: float, axis_name: str | None
-) -> tuple[jax.Array, jax.Array]:
-    """L_intra and its top-1 accuracy over valid anchors.
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """NT-Xent per unit (region or lead) across records: for unit r, anchors are (i, r, view)
+    and candidates every record's unit r in both views, on every device.
 
-    u1, u2: (b, R, P) unit region embeddings of the two views; valid: (b, R) bool.
-    Returns (loss, acc) scalars, global over all devices of `axis_name`.
+    u1, u2: (b, U, P) unit embeddings of the two views; valid: (b, U) bool.
+    Returns global (loss_sum, correct_sum, count), each (U,): callers choose the average
+    (ACL-ECG: mean over units of per-unit means; DLC: pooled over all anchors).
     """
     b = u1.shape[0]
-    # Region-major layout: (R, 2b, P) local anchors, (R, 2N, P) global candidates.
+    # Unit-major layout: (U, 2b, P) local anchors, (U, 2N, P) global candidates.
     anchors = jnp.concatenate([u1, u2]).transpose(1, 0, 2)
     candidates = jnp.concatenate([gather(u1, axis_name), gather(u2, axis_name)])
     candidates = candidates.transpose(1, 0, 2)
     all_valid = gather(valid, axis_name)
     n = all_valid.shape[0]
-    cand_valid = jnp.concatenate([all_valid, all_valid]).T  # (R, 2N)
-    anchor_valid = jnp.concatenate([valid, valid]).T  # (R, 2b)
+    cand_valid = jnp.concatenate([all_valid, all_valid]).T  # (U, 2N)
+    anchor_valid = jnp.concatenate([valid, valid]).T  # (U, 2b)
     self_index, positive_index = pair_indices(b, n, axis_name)
     not_self = jnp.arange(2 * n)[None, :] != self_index[:, None]  # (2b, 2N)
-    mask = not_self[None] & cand_valid[:, None, :]  # (R, 2b, 2N)
+    mask = not_self[None] & cand_valid[:, None, :]  # (U, 2b, 2N)
     loss, correct = _batched_info_nce(anchors, candidates, positive_index, mask, temperature)
     sums = jnp.stack(
         [
@@ -99,7 +101,18 @@ def intra_region_terms(
             anchor_valid.sum(axis=1, dtype=jnp.float32),
         ]
     )
-    loss_sum, correct_sum, count = global_sum(sums, axis_name)  # each (R,)
+    return global_sum(sums, axis_name)
+
+
+def intra_region_terms(
+    u1: jax.Array, u2: jax.Array, valid: jax.Array, temperature: float, axis_name: str | None
+) -> tuple[jax.Array, jax.Array]:
+    """L_intra and its top-1 accuracy over valid anchors.
+
+    u1, u2: (b, R, P) unit region embeddings of the two views; valid: (b, R) bool.
+    Returns (loss, acc) scalars, global over all devices of `axis_name`.
+    """
+    loss_sum, correct_sum, count = per_unit_contrast_sums(u1, u2, valid, temperature, axis_name)
     present = (count > 0).astype(jnp.float32)
     loss = _safe_div(jnp.sum(_safe_div(loss_sum, count) * present), present.sum())
     return loss, _safe_div(correct_sum.sum(), count.sum())

@@ -53,19 +53,12 @@ from flax import nnx
 
 from acl_jax.config import Config
 from acl_jax.models import ECGEncoder, MLPHead
-from acl_jax.objectives.acl_ecg import inter_region_terms
+from acl_jax.objectives.acl_ecg import inter_region_terms, per_unit_contrast_sums
 from acl_jax.objectives.base import Pretrainer, TwoViews
 from acl_jax.objectives.ntxent import (
     check_temperature,
-    gather,
-    global_sum,
-    info_nce,
     l2_normalize,
-    pair_indices,
 )
-
-# info_nce batched over leads, with one positive index and temperature for every lead.
-_per_lead_info_nce = jax.vmap(info_nce, in_axes=(0, 0, None, 0, None))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,29 +77,12 @@ def intra_lead_terms(
     u1, u2: (b, L, P) unit per-lead embeddings of the two views; valid: (b, L) bool.
     Returns (loss, acc) scalars, global over all devices of `axis_name`.
     """
-    b = u1.shape[0]
-    # Lead-major layout: (L, 2b, P) local anchors, (L, 2N, P) global candidates.
-    anchors = jnp.concatenate([u1, u2]).transpose(1, 0, 2)
-    candidates = jnp.concatenate([gather(u1, axis_name), gather(u2, axis_name)])
-    candidates = candidates.transpose(1, 0, 2)
-    all_valid = gather(valid, axis_name)
-    n = all_valid.shape[0]
-    cand_valid = jnp.concatenate([all_valid, all_valid]).T  # (L, 2N)
-    anchor_valid = jnp.concatenate([valid, valid]).T  # (L, 2b)
-    self_index, positive_index = pair_indices(b, n, axis_name)
-    not_self = jnp.arange(2 * n)[None, :] != self_index[:, None]  # (2b, 2N)
-    mask = not_self[None] & cand_valid[:, None, :]  # (L, 2b, 2N)
-    loss, correct = _per_lead_info_nce(anchors, candidates, positive_index, mask, temperature)
-    sums = jnp.stack(
-        [
-            jnp.where(anchor_valid, loss, 0.0).sum(),
-            (correct & anchor_valid).sum(dtype=jnp.float32),
-            anchor_valid.sum(dtype=jnp.float32),
-        ]
-    )
-    loss_sum, correct_sum, count = global_sum(sums, axis_name)
+    # The same per-unit NT-Xent as ACL-ECG's L_intra, pooled over all anchors instead of
+    # averaged per unit.
+    loss_sum, correct_sum, count = per_unit_contrast_sums(u1, u2, valid, temperature, axis_name)
     # max(count, 1): no valid lead anywhere gives 0, not 0/0.
-    return loss_sum / jnp.maximum(count, 1.0), correct_sum / jnp.maximum(count, 1.0)
+    count = jnp.maximum(count.sum(), 1.0)
+    return loss_sum.sum() / count, correct_sum.sum() / count
 
 
 def dlc_loss(
