@@ -19,7 +19,6 @@ head's parameters only (`head_only`), so AdamW's weight decay cannot move the en
 from __future__ import annotations
 
 import dataclasses
-import time
 from collections.abc import Iterator
 
 import jax
@@ -31,10 +30,11 @@ from flax import nnx
 from acl_jax.config import Config
 from acl_jax.data import pipeline
 from acl_jax.eval import features
+from acl_jax.eval.early_stopping import train_with_early_stopping
 from acl_jax.eval.metrics import macro_metrics
 from acl_jax.models.hug import HugClassifier, hug_probabilities
 from acl_jax.objectives.base import Pretrainer
-from acl_jax.train.step import DATA_AXIS, make_train_step, place_model, replicate, shard_batch
+from acl_jax.train.step import DATA_AXIS
 
 
 class Classifier(Pretrainer):
@@ -209,59 +209,35 @@ def finetune(
         )
     )
     batches = labelled_batches(stream, labels, has_label, bsz // n_proc)
-    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(opts.lr, weight_decay=1e-4))
-    history: dict[str, float] = {}
-    best_auc, best_step, best_state, stale = -np.inf, 0, None, 0
-    t0 = time.perf_counter()
-    with jax.set_mesh(mesh):
-        place_model(model, mesh)
-        optimizer = nnx.Optimizer(model, tx, wrt=trainable(model))
-        step_fn = make_train_step(mesh, opts.seed)
-        step = 0
-        for step in range(1, opts.steps + 1):
-            metrics = step_fn(model, optimizer, shard_batch(next(batches), mesh), np.int32(step))
-            if step % opts.eval_every and step != opts.steps:
-                continue
-            loss = float(metrics["loss"])
-            if not np.isfinite(loss):
-                raise FloatingPointError(
-                    f"fine-tuning loss is {loss} at step {step}: lower --finetune-lr"
-                )
-            probs = features.record_outputs(
-                features.inference_view(model),
-                probabilities_fn(model),
-                data_dir,
-                val_split,
-                cfg,
-                mesh,
-                batch_size=opts.batch_size,
-            )[val_index]
-            auc = macro_metrics(val_y, probs, classes)["macro_auroc"]
-            history[str(step)] = auc
-            print(
-                f"finetune step {step}/{opts.steps}: loss {loss:.4f}, val macro AUROC {auc:.4f}",
-                flush=True,
-            )
-            if auc > best_auc:
-                best_auc, best_step, stale = auc, step, 0
-                # Host copy of one replica (replicated arrays are identical on every device).
-                best_state = jax.tree.map(
-                    lambda a: np.array(a.addressable_data(0)), nnx.state(model)
-                )
-            else:
-                stale += 1
-                if stale >= opts.patience:
-                    break
-        if best_state is None:
-            raise ValueError(
-                "fine-tuning never produced a finite validation macro AUROC: the "
-                "val split has no class with both positive and negative records"
-            )
-        nnx.update(model, replicate(best_state, mesh))
+
+    def validate() -> float:
+        probs = features.record_outputs(
+            features.inference_view(model),
+            probabilities_fn(model),
+            data_dir,
+            val_split,
+            cfg,
+            mesh,
+            batch_size=opts.batch_size,
+        )[val_index]
+        return macro_metrics(val_y, probs, classes)["macro_auroc"]
+
+    sel = train_with_early_stopping(
+        model,
+        batches,
+        opts,
+        mesh,
+        trainable=trainable(model),
+        validate=validate,
+        what="finetune",
+        score_name="macro AUROC",
+        lr_hint="lower --finetune-lr",
+        no_score_hint="the val split has no class with both positive and negative records",
+    )
     return {
-        "best_step": best_step,
-        "best_val_macro_auroc": best_auc,
-        "val_macro_auroc_by_step": history,
-        "steps_run": step,
-        "train_seconds": time.perf_counter() - t0,
+        "best_step": sel["best_step"],
+        "best_val_macro_auroc": sel["best_score"],
+        "val_macro_auroc_by_step": sel["history"],
+        "steps_run": sel["steps_run"],
+        "train_seconds": sel["train_seconds"],
     }

@@ -16,8 +16,6 @@ psum(local sum) / psum(local count), so the step is that of one device holding t
 
 from __future__ import annotations
 
-import time
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -26,11 +24,12 @@ from flax import nnx
 from jax.experimental import multihost_utils
 
 from acl_jax.eval import features
+from acl_jax.eval.early_stopping import train_with_early_stopping
 from acl_jax.eval.finetune import FinetuneOptions, synced_encoder, trainable
 from acl_jax.eval.ludb_windows import NUM_LABELS, Windows, stitch
 from acl_jax.eval.metrics import dice_counts, dice_metrics
 from acl_jax.objectives.base import Pretrainer
-from acl_jax.train.step import make_train_step, place_model, replicate, shard_batch
+from acl_jax.train.step import shard_batch
 
 SEG_KEYS = ("signal", "lead_mask")  # what the model reads; training adds labels and valid
 
@@ -147,54 +146,29 @@ def train_segmenter(
     g = features.global_batch_size(opts.batch_size)
     batches = _train_batches(train, g, opts.seed)
     lengths = [len(t) for t in val_labels]
-    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(opts.lr, weight_decay=1e-4))
-    history: dict[str, float] = {}
-    best, best_step, best_state, stale = -np.inf, 0, None, 0
-    t0 = time.perf_counter()
-    with jax.set_mesh(mesh):
-        place_model(model, mesh)
-        optimizer = nnx.Optimizer(model, tx, wrt=trainable(model))
-        step_fn = make_train_step(mesh, opts.seed)
-        step = 0
-        for step in range(1, opts.steps + 1):
-            metrics = step_fn(model, optimizer, shard_batch(next(batches), mesh), np.int32(step))
-            if step % opts.eval_every and step != opts.steps:
-                continue
-            loss = float(metrics["loss"])
-            if not np.isfinite(loss):
-                raise FloatingPointError(
-                    f"segmentation loss is {loss} at step {step}: lower the learning rate "
-                    "(--finetune_lr, or --head_lr for --protocol linear)"
-                )
-            pred = predict(model, val, lengths, mesh, opts.batch_size)
-            dice = dice_metrics(record_counts(pred, val_labels))["mean_dice"]
-            history[str(step)] = dice
-            print(
-                f"segmentation step {step}/{opts.steps}: loss {loss:.4f}, val mean Dice {dice:.4f}",
-                flush=True,
-            )
-            if np.isfinite(dice) and dice > best:
-                best, best_step, stale = dice, step, 0
-                # Host copy of one replica (replicated arrays are identical on every device).
-                best_state = jax.tree.map(
-                    lambda a: np.array(a.addressable_data(0)), nnx.state(model)
-                )
-            else:
-                stale += 1
-                if stale >= opts.patience:
-                    break
-        if best_state is None:
-            raise ValueError(
-                "segmentation never produced a finite validation mean Dice: the val records "
-                "have no annotated wave and the model predicted none"
-            )
-        nnx.update(model, replicate(best_state, mesh))
+
+    def validate() -> float:
+        pred = predict(model, val, lengths, mesh, opts.batch_size)
+        return dice_metrics(record_counts(pred, val_labels))["mean_dice"]
+
+    sel = train_with_early_stopping(
+        model,
+        batches,
+        opts,
+        mesh,
+        trainable=trainable(model),
+        validate=validate,
+        what="segmentation",
+        score_name="mean Dice",
+        lr_hint="lower the learning rate (--finetune_lr, or --head_lr for --protocol linear)",
+        no_score_hint="the val records have no annotated wave and the model predicted none",
+    )
     return {
-        "best_step": best_step,
-        "best_val_mean_dice": best,
-        "val_mean_dice_by_step": history,
-        "steps_run": step,
-        "train_seconds": time.perf_counter() - t0,
+        "best_step": sel["best_step"],
+        "best_val_mean_dice": sel["best_score"],
+        "val_mean_dice_by_step": sel["history"],
+        "steps_run": sel["steps_run"],
+        "train_seconds": sel["train_seconds"],
         "lr": opts.lr,
         "batch_size": g,
     }
