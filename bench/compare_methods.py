@@ -4,7 +4,8 @@
       [--methods acl_ecg,simclr,...] [--task superdiagnostic] [--workroot /tmp/compare]
 
 For each method: `python -m acl_jax.train --config configs/<method>_ptbxl.py` with
---config.train.steps=STEPS (a fresh workdir; an existing finished one is reused), then
+--config.train.steps=STEPS and warmup STEPS // 10 (a fresh workdir; an existing finished one
+is reused, and so are rows already in the JSON from an interrupted run), then
 `python -m acl_jax.eval --protocol linear` on it; plus the `--init random` baseline (the
 ACL-ECG architecture, untrained). Writes bench/results/compare_methods.{json,md}: macro
 AUROC/AUPRC with bootstrap 95% CIs on the test split, end-to-end samples/s (median of the
@@ -23,8 +24,14 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+# ACL-ECG, the untrained baseline and the newer methods first: a cut-short run still holds
+# the rows the table is read for.
 METHODS = (
     "acl_ecg",
+    "random_init",
+    "core_ecg",
+    "beat_ssl",
+    "clear",
     "simclr",
     "moco",
     "byol",
@@ -35,17 +42,11 @@ METHODS = (
     "3kg",
     "dlc",
     "lcd",
-    "core_ecg",
-    "beat_ssl",
-    "clear",
 )
 
 
 def config_for(method: str) -> Path:
-    path = REPO / "configs" / f"{method}_ptbxl.py"
-    if path.exists():
-        return path
-    return REPO / "configs" / "acl_ecg_ptbxl.py"  # simclr: the same config, another objective
+    return REPO / "configs" / f"{method if method != 'random_init' else 'acl_ecg'}_ptbxl.py"
 
 
 def run(cmd: list[str], log: Path) -> tuple[int, float, float]:
@@ -68,18 +69,37 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True)
     p.add_argument("--steps", type=int, default=300)
+    p.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="lr warmup steps for every method (default steps // 10: the configs' 500 are "
+        "sized for their full 2000-step runs)",
+    )
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--task", default="superdiagnostic")
+    p.add_argument(
+        "--ablations",
+        default="",
+        help="extra rows LABEL=METHOD:KEY=VALUE[:KEY=VALUE...] separated by commas, e.g. "
+        "acl_ecg_no_inter=acl_ecg:loss.w_inter=0 (config overrides on top of the method's)",
+    )
     p.add_argument("--workroot", default="/tmp/acl_compare")
     p.add_argument("--out", default="bench/results/compare_methods")
     a = p.parse_args()
     root = Path(a.workroot)
     root.mkdir(parents=True, exist_ok=True)
     py = sys.executable
-    rows = []
-    for method in [m for m in a.methods.split(",") if m] + ["random_init"]:
-        workdir = root / method
-        row = {"method": method, "steps": a.steps}
+    warmup = a.steps // 10 if a.warmup is None else a.warmup
+    rows = previous_rows(a)
+    done = {r["method"] for r in rows}
+    for label, method, overrides in plan(a):
+        if label in done:
+            continue
+        workdir = root / label
+        row = {"method": label, "steps": a.steps}
+        if overrides:
+            row["overrides"] = overrides
         if method != "random_init":
             cfg = config_for(method)
             rc, secs, peak = run(
@@ -94,19 +114,22 @@ def main() -> None:
                     f"--config.data.dir={a.data}",
                     f"--config.objective={method}",
                     f"--config.train.steps={a.steps}",
+                    f"--config.optim.warmup_steps={warmup}",
+                    *(f"--config.{o}" for o in overrides),
                 ],
-                root / f"{method}.train.log",
+                root / f"{label}.train.log",
             )
             row.update(train_rc=rc, train_s=round(secs, 1), peak_rss_mb=round(peak))
             if rc != 0:
-                row["error"] = f"training failed: see {root / f'{method}.train.log'}"
+                row["error"] = f"training failed: see {root / f'{label}.train.log'}"
                 rows.append(row)
+                write_tables(a, rows)
                 continue
             row["samples_per_s"] = round(steady_samples_per_s(workdir), 1)
             eval_args = ["--workdir", str(workdir)]
         else:
-            eval_args = ["--init", "random", "--config", str(config_for("acl_ecg"))]
-        out = root / f"{method}.eval.json"
+            eval_args = ["--init", "random", "--config", str(config_for(method))]
+        out = root / f"{label}.eval.json"
         rc, secs, _ = run(
             [
                 py,
@@ -122,11 +145,11 @@ def main() -> None:
                 "--out",
                 str(out),
             ],
-            root / f"{method}.eval.log",
+            root / f"{label}.eval.log",
         )
         row.update(eval_rc=rc, eval_s=round(secs, 1))
         if rc != 0:
-            row["error"] = f"eval failed: see {root / f'{method}.eval.log'}"
+            row["error"] = f"eval failed: see {root / f'{label}.eval.log'}"
         else:
             res = json.loads(out.read_text())
             for split in ("val", "test"):
@@ -134,25 +157,60 @@ def main() -> None:
                     row[f"{split}_{m}"] = res[split][m]
                     row[f"{split}_{m}_ci"] = res[split].get(f"{m}_ci")
         rows.append(row)
-        Path(a.out + ".json").write_text(
-            json.dumps(
-                {
-                    "task": a.task,
-                    "data": a.data,
-                    "steps": a.steps,
-                    "rows": rows,
-                    "load_average": os.getloadavg(),
-                },
-                indent=2,
-            )
+        write_tables(a, rows)
+
+
+def plan(a: argparse.Namespace) -> list[tuple[str, str, list[str]]]:
+    """(row label, objective, config overrides) for every row, methods then ablations."""
+    rows = [(m, m, []) for m in a.methods.split(",") if m]
+    for spec in filter(None, a.ablations.split(",")):
+        label, sep, rest = spec.partition("=")
+        method, *overrides = rest.split(":")
+        if (
+            not sep
+            or method not in METHODS
+            or not overrides
+            or not all("=" in o for o in overrides)
+        ):
+            raise SystemExit(f"--ablations entry {spec!r}: expected LABEL=METHOD:KEY=VALUE[:...]")
+        rows.append((label, method, overrides))
+    return rows
+
+
+def previous_rows(a: argparse.Namespace) -> list[dict]:
+    """Finished rows of an interrupted run with the same data, task and steps (kept, not redone)."""
+    path = Path(a.out + ".json")
+    if not path.exists():
+        return []
+    old = json.loads(path.read_text())
+    if (old.get("data"), old.get("task"), old.get("steps")) != (a.data, a.task, a.steps):
+        return []
+    rows = [r for r in old["rows"] if "error" not in r]
+    print("reusing rows:", ", ".join(r["method"] for r in rows), flush=True)
+    return rows
+
+
+def write_tables(a: argparse.Namespace, rows: list[dict]) -> None:
+    """(Re)writes the JSON and Markdown after every row, so a cut-short run keeps its rows."""
+    Path(a.out + ".json").write_text(
+        json.dumps(
+            {
+                "task": a.task,
+                "data": a.data,
+                "steps": a.steps,
+                "rows": rows,
+                "load_average": os.getloadavg(),
+            },
+            indent=2,
         )
+    )
     lines = [
         f"Linear probe, {a.task}, {a.steps} pretraining steps per method "
         f"(data {a.data}); test macro AUROC/AUPRC with 95% bootstrap CI.",
         "",
         "| method | test AUROC [95% CI] | test AUPRC [95% CI] | val AUROC | samples/s | "
-        "peak RSS MB |",
-        "|---|---|---|---|---|---|",
+        "train s | peak RSS MB |",
+        "|---|---|---|---|---|---|---|",
     ]
 
     def ci(r, key):
@@ -167,9 +225,11 @@ def main() -> None:
             if val is not None
             else f"| {r['method']} | {r.get('error', 'n/a')} | | | "
         )
-        lines[-1] += f"{r.get('samples_per_s', '')} | {r.get('peak_rss_mb', '')} |"
+        lines[-1] += (
+            f"{r.get('samples_per_s', '')} | {r.get('train_s', '')} | {r.get('peak_rss_mb', '')} |"
+        )
     Path(a.out + ".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    print("\n".join(lines), flush=True)
 
 
 if __name__ == "__main__":

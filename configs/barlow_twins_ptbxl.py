@@ -6,7 +6,7 @@ prepare commands and local variant there); only the objective and the projector 
   python -m acl_jax.train --config configs/barlow_twins_ptbxl.py \
       --workdir runs/barlow_twins_ptbxl --config.data.dir=data/prepared/ptbxl100
   python -m acl_jax.eval --workdir runs/barlow_twins_ptbxl --data data/prepared/ptbxl100 \
-      --train-split train --val-split val --test-split test
+      --task superdiagnostic --out runs/barlow_twins_ptbxl/eval_superdiagnostic.json
 
 Choices (acl_jax/objectives/barlow_twins.py has the formula):
 - Projector 3 x 512 (Linear-BN-ReLU, Linear-BN-ReLU, Linear): the paper's shape at 1/16 of its

@@ -7,7 +7,7 @@ changes.
   python -m acl_jax.train --config configs/byol_ptbxl.py \
       --workdir runs/byol_ptbxl --config.data.dir=data/prepared/ptbxl100
   python -m acl_jax.eval --workdir runs/byol_ptbxl --data data/prepared/ptbxl100 \
-      --train-split train --val-split val --test-split test
+      --task superdiagnostic --out runs/byol_ptbxl/eval_superdiagnostic.json
 
 Choices (acl_jax/objectives/byol.py has the formula):
 - Projector and predictor Linear(256)-BN-ReLU-Linear(128): the paper's shape (4096 -> 256) at

@@ -15,8 +15,8 @@ Choices:
   2.5 s crop holds 2-3), and 10 beats cover a 5 s window up to 120 bpm. Tokens per example:
   12 x (10 beats + 1 summary) = 132.
 - Encoder and decoder sizes, mask ratio 0.75 and the beat window (0.25 s before, 0.45 s after
-  R) are acl_jax.objectives.clear.ClearConfig's defaults (d_model 64, depth 4, 4 heads,
-  decoder 1 block of width 64): Config has no `clear` section yet.
+  R) are the `clear` section's defaults (acl_jax.config.ClearConfig: d_model 64, depth 4,
+  4 heads, decoder 1 block of width 64); override with --config.clear.KEY=VALUE.
 - No augmentation: the beat masking is the corruption (cfg.augment is unused by CLEAR).
 - Cost: 0.18M parameters (encoder 0.14M); XLA cost analysis of one loss+gradient at batch 256
   gives 56 GFLOP, about 2.2x the ACL-ECG config's 26, so the same 1800 steps take longer than

@@ -16,9 +16,10 @@ Choices:
   window is 12 leads x 10 patches = 120 tokens.
 - No cfg.augment ops: FDA (frequency perturbation) and STDM (the mask) are the method's
   corruptions; CoreEcg applies FDA itself. Adding time ops here composes them before FDA.
-- Decoder, masking, FDA and loss weights are acl_jax.objectives.core_ecg.CoreEcgConfig's
-  defaults (decoder 1 block of width 64; STDM time_ratio 0.5, span 2 patches, lead_prob 0.2,
-  keep_one_prob 0.5; w_rec = w_con = 1): Config has no `core_ecg` section yet.
+- Decoder, masking, FDA and loss weights are the `core_ecg` section's defaults
+  (acl_jax.config.CoreEcgConfig: decoder 1 block of width 64; STDM time_ratio 0.5, span 2
+  patches, lead_prob 0.2, keep_one_prob 0.5; w_rec = w_con = 1); override any of them with
+  --config.core_ecg.KEY=VALUE.
 """
 
 import dataclasses

@@ -7,7 +7,7 @@ loss.w_intra = loss.w_inter = 1; the temperature is cfg.loss's 0.1.
   python -m acl_jax.train --config configs/dlc_ptbxl.py --workdir runs/dlc_ptbxl \
       --config.data.dir=data/prepared/ptbxl100
   python -m acl_jax.eval --workdir runs/dlc_ptbxl --data data/prepared/ptbxl100 \
-      --train-split train --val-split val --test-split test
+      --task superdiagnostic --out runs/dlc_ptbxl/eval_superdiagnostic.json
 """
 
 import dataclasses

@@ -3,12 +3,13 @@
 Same data, model, optimizer and steps budget as configs/acl_ecg_ptbxl.py (its docstring has the
 prepare command and the choices); only the objective differs. LCD's own settings are
 loss.lcd_lambda_dec = 1 and the shared EMA schedule (tau_base 0.99
-rising to 1 over cfg.train.steps, acl_jax/objectives/ema.py); cfg.loss is unused.
+rising to 1 over cfg.train.steps, acl_jax/objectives/ema.py); the other cfg.loss fields
+are unused.
 
   python -m acl_jax.train --config configs/lcd_ptbxl.py --workdir runs/lcd_ptbxl \
       --config.data.dir=data/prepared/ptbxl100
   python -m acl_jax.eval --workdir runs/lcd_ptbxl --data data/prepared/ptbxl100 \
-      --train-split train --val-split val --test-split test
+      --task superdiagnostic --out runs/lcd_ptbxl/eval_superdiagnostic.json
 """
 
 import dataclasses

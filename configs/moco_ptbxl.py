@@ -7,7 +7,7 @@ its temperature change.
   python -m acl_jax.train --config configs/moco_ptbxl.py \
       --workdir runs/moco_ptbxl --config.data.dir=data/prepared/ptbxl100
   python -m acl_jax.eval --workdir runs/moco_ptbxl --data data/prepared/ptbxl100 \
-      --train-split train --val-split val --test-split test
+      --task superdiagnostic --out runs/moco_ptbxl/eval_superdiagnostic.json
 
 Choices (acl_jax/objectives/moco.py has the formula):
 - Temperature 0.2 (the paper's); the loss is scaled by 2 * 0.2 as in the paper's Algorithm 1.

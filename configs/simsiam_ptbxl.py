@@ -7,7 +7,7 @@ changes.
   python -m acl_jax.train --config configs/simsiam_ptbxl.py \
       --workdir runs/simsiam_ptbxl --config.data.dir=data/prepared/ptbxl100
   python -m acl_jax.eval --workdir runs/simsiam_ptbxl --data data/prepared/ptbxl100 \
-      --train-split train --val-split val --test-split test
+      --task superdiagnostic --out runs/simsiam_ptbxl/eval_superdiagnostic.json
 
 Choices (acl_jax/objectives/simsiam.py has the formula):
 - Projector 3 layers (256, 256, 128) with BatchNorm after each, the output's without affine

@@ -6,7 +6,7 @@ prepare commands and local variant there); only the objective and the projector 
   python -m acl_jax.train --config configs/vicreg_ptbxl.py \
       --workdir runs/vicreg_ptbxl --config.data.dir=data/prepared/ptbxl100
   python -m acl_jax.eval --workdir runs/vicreg_ptbxl --data data/prepared/ptbxl100 \
-      --train-split train --val-split val --test-split test
+      --task superdiagnostic --out runs/vicreg_ptbxl/eval_superdiagnostic.json
 
 Choices (acl_jax/objectives/vicreg.py has the formula):
 - Projector ("expander") 3 x 512 (Linear-BN-ReLU, Linear-BN-ReLU, Linear): the paper's shape at

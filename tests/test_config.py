@@ -1,5 +1,9 @@
 """Config schema: overrides, errors that name the key, round trips, shipped configs."""
 
+import ast
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -87,3 +91,48 @@ def test_region_spec_errors():
         parse_regions("a:I,II;b:II")
     regions = parse_regions("inferior:ii,III,avf;lateral:I,aVL")
     assert regions == (("inferior", (1, 2, 5)), ("lateral", (0, 4)))
+
+
+def _documented_commands() -> list[tuple[str, str, str]]:
+    """(config, module, command) for every `python -m acl_jax.X` in a config's docstring."""
+    found = []
+    for path in CONFIGS:
+        doc = ast.get_docstring(ast.parse(path.read_text())) or ""
+        doc = re.sub(r"\\\n\s*", " ", doc)  # join backslash continuations
+        for m in re.finditer(r"python -m (acl_jax\.\w+)([^\n]*)", doc):
+            found.append((path.stem, m.group(1), m.group(2)))
+    return found
+
+
+def test_config_docstring_commands_use_real_flags():
+    """Every flag in the launch commands of configs/*.py exists in its binary (a copy-pasted
+    command must not die on an unknown flag)."""
+    commands = _documented_commands()
+    modules = sorted({mod for _, mod, _ in commands})
+    assert {"acl_jax.train", "acl_jax.eval", "acl_jax.prepare"} <= set(modules)
+    known = {}
+    for mod in modules:
+        target = mod + ".__main__" if mod in ("acl_jax.train", "acl_jax.eval") else mod
+        setup = "import acl_jax.prepare as p; p.define_flags()" if mod == "acl_jax.prepare" else ""
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-c",
+                f"import importlib; from absl import flags; {setup}\n"
+                f"importlib.import_module({target!r})\n"
+                "print(' '.join(flags.FLAGS))",
+            ],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        known[mod] = {f.replace("-", "_") for f in out.stdout.split()}
+    bad = []
+    for config, mod, args in commands:
+        for flag in re.findall(r"(?<!\S)--([\w.-]+)", args):
+            if flag.startswith("config."):
+                continue  # config overrides, checked by test_shipped_configs_load's schema
+            if flag.replace("-", "_") not in known[mod]:
+                bad.append(f"configs/{config}.py: {mod} --{flag}")
+    assert not bad, "unknown flags in config docstrings:\n" + "\n".join(bad)
+    assert len(commands) >= 2 * len(CONFIGS) - 2  # train and eval at least, nearly everywhere

@@ -262,6 +262,24 @@ def test_masked_tokens_never_reach_the_encoder_outputs():
     assert feats.global_.shape == (4, 16) and feats.leads.shape == (4, 12, 16)
 
 
+def test_feature_map_for_segmentation():
+    """Per-patch features (LUDB segmentation): (B, P, D), mean over P = the pooled feature, and
+    an absent lead's content never reaches them."""
+    model = CoreEcg(_cfg(), fs=100, bn_axis=None, rngs=nnx.Rngs(0), core=TINY)
+    batch = _batch(b=4)
+    lead_mask = np.asarray(batch["lead_mask"]).copy()
+    lead_mask[:, 3] = 0.0
+    run = nnx.jit(lambda m, x, lm: m.encoder.features_map(x, lm))
+    fmap = np.asarray(run(model, batch["signal"], lead_mask))
+    assert fmap.shape == (4, 4, 16) and np.isfinite(fmap).all()
+    feats = nnx.jit(lambda m, x, lm: m.encoder(x, lm))(model, batch["signal"], lead_mask)
+    np.testing.assert_allclose(fmap.mean(axis=1), feats.global_, rtol=1e-5, atol=1e-6)
+    junk = np.asarray(batch["signal"]).copy()
+    junk[:, 3] = 1e3
+    np.testing.assert_allclose(run(model, junk, lead_mask), fmap, rtol=1e-5, atol=1e-6)
+    assert hasattr(model.encoder.backbone, "features_map")  # segmentation's check_dense passes
+
+
 def test_config_loads_and_defaults_agree():
     cfg = load_config(REPO / "configs" / "core_ecg_ptbxl.py")
     base = load_config(REPO / "configs" / "acl_ecg_ptbxl.py")

@@ -181,3 +181,16 @@ def test_patch_transformer_backbone(lead_wise):
     assert np.abs(np.asarray(f.global_[0] - f.global_[1])).max() > 1e-4
     assert (f.regions is not None) == lead_wise
     assert jnp.asarray(enc.backbone.dim) == 16
+    # Dense features for LUDB segmentation: one per 25-sample patch, whose mean over patches
+    # is exactly the pooled feature (plain 12-lead tokens: mean over leads, then patches).
+    fmap = nnx.jit(lambda m, a, b: m.features_map(a, b))(enc, x, mask)
+    assert fmap.shape == (2, 9, 16)  # ceil(210 / 25)
+    if not lead_wise:
+        np.testing.assert_allclose(fmap.mean(axis=1), f.global_, rtol=1e-5, atol=1e-6)
+    half = mask.copy()
+    half[:, 6:] = 0.0  # absent leads are zeroed before the tokens: garbage there cannot leak
+    junk = x.copy()
+    junk[:, 6:] = 1e3
+    np.testing.assert_allclose(
+        enc.features_map(junk, half), enc.features_map(x, half), rtol=1e-5, atol=1e-6
+    )

@@ -128,15 +128,26 @@ class PatchTransformer(nnx.Module):
         self.channel_embed = nnx.Param(init(rngs.params(), (in_channels, dim), jnp.float32))
         self.body = Transformer(dim, depth, heads, mlp_ratio, rngs=rngs)
 
-    def __call__(self, x, mask=None):
-        """x (N, C, T); `mask` (the BatchNorm row mask of the contract) is unused: no BatchNorm."""
-        del mask
+    def _tokens(self, x) -> jax.Array:
+        """x (N, C, T) -> encoded tokens (N, C, P, D), P = ceil(T / patch)."""
         n, c, t = x.shape
         p = -(-t // self.patch)
         x = jnp.pad(x.astype(jnp.float32), ((0, 0), (0, 0), (0, p * self.patch - t)))
         h = self.embed(x.reshape(n, c, p, self.patch))  # (N, C, P, D)
         h = h + self.channel_embed[...][:, None] + sinusoid(jnp.arange(p) * self.patch, self.dim)
-        return self.body(h.reshape(n, c * p, self.dim)).mean(axis=1)
+        return self.body(h.reshape(n, c * p, self.dim)).reshape(n, c, p, self.dim)
+
+    def __call__(self, x, mask=None):
+        """x (N, C, T); `mask` (the BatchNorm row mask of the contract) is unused: no BatchNorm."""
+        del mask
+        return self._tokens(x).mean(axis=(1, 2))
+
+    def features_map(self, x, mask=None) -> jax.Array:
+        """x (N, C, T) -> (N, P, D): each patch's tokens averaged over the channels, so dense
+        tasks (LUDB segmentation) get one feature per 0.25 s patch; its mean over P is
+        exactly __call__'s pooled feature. `mask` is unused, as in __call__."""
+        del mask
+        return self._tokens(x).mean(axis=1)
 
 
 def _patch_transformer(in_channels, cfg, *, bn_axis, rngs, patch=25, heads=4, mlp_ratio=2):

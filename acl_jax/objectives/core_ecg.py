@@ -141,6 +141,14 @@ class CoreEncoder(nnx.Module):
         h = bb.body(h.reshape(b, -1, self.dim), visible.reshape(b, 1, 1, -1))
         return h.reshape(b, NUM_LEADS, p, self.dim), visible
 
+    def features_map(self, x, lead_mask) -> jax.Array:
+        """Per-patch features for dense tasks (LUDB segmentation): (B, 12, T) -> (B, P, D),
+        each patch's tokens averaged over the present leads (absent leads are not attended to,
+        as in __call__); its mean over P is __call__'s global_."""
+        h, visible = self.tokens(x, lead_mask)
+        w = visible.astype(jnp.float32)
+        return jnp.einsum("blp,blpd->bpd", w, h) / jnp.maximum(w.sum(1), 1.0)[..., None]
+
     def __call__(self, x, lead_mask) -> Features:
         h, visible = self.tokens(x, lead_mask)
         w = visible.astype(jnp.float32)

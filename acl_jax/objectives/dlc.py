@@ -63,7 +63,7 @@ from acl_jax.objectives.ntxent import (
 
 @dataclass(frozen=True, kw_only=True)
 class DlcConfig:
-    """DLC term weights (until Config has a `dlc` section, these defaults are used)."""
+    """DLC term weights; the pretrainer fills them from cfg.loss.w_intra and cfg.loss.w_inter."""
 
     w_intra: float = 1.0  # same lead across records
     w_inter: float = 1.0  # other leads of the same record

@@ -81,7 +81,7 @@ _PRECISION = lax.Precision.HIGHEST
 
 @dataclass(frozen=True, kw_only=True)
 class LcdConfig:
-    """LCD hyperparameters (until Config has an `lcd` section, these defaults are used)."""
+    """LCD hyperparameters; Lcd fills lambda_dec from cfg.loss.lcd_lambda_dec."""
 
     lambda_dec: float = 1.0  # weight of the cross-lead decorrelation term
     eps: float = 1e-5  # added to the variance when standardizing
