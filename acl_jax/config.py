@@ -69,6 +69,10 @@ class ModelConfig:
     stem_stride: int = 2  # resnet1d stem convolution stride (a max-pool /2 follows)
     stem_kernel: int = 0  # resnet1d stem convolution width; 0 = `kernel`
     leads: str = ""  # lead-wise: comma list of leads encoded ("" = all 12); others never computed
+    # Lead-wise: pool regions from lead features WITH their learned lead embedding (True) or
+    # from the backbone's features alone (False), so that telling regions apart (ACL-ECG's
+    # L_inter) must come from the signal rather than from the embedding offset.
+    region_embed: bool = True
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -375,3 +375,24 @@ def test_lead_subset_config_errors_and_parameter_count():
         1,
         6,
     )
+
+
+def test_region_embed_off_pools_regions_without_the_lead_embedding():
+    """model.region_embed=False: regions are blind to the lead embedding (so regions cannot be
+    told apart by it); leads and global still carry it."""
+    x, mask = _batch(3, seed=4)
+    outs = {}
+    for flag in (True, False):
+        enc = ECGEncoder(dataclasses.replace(SMALL, region_embed=flag), rngs=nnx.Rngs(0))
+        before = enc(x, mask)
+        enc.lead_embed[...] = enc.lead_embed[...] + 1.0  # shift every lead's embedding
+        after = enc(x, mask)
+        outs[flag] = (before, after)
+    (on_b, on_a), (off_b, off_a) = outs[True], outs[False]
+    valid = np.asarray(off_b.region_mask) > 0
+    assert valid.any()
+    np.testing.assert_allclose(np.asarray(off_a.regions), np.asarray(off_b.regions), atol=1e-6)
+    assert np.abs(np.asarray(on_a.regions - on_b.regions))[valid].min() > 0.5
+    assert np.abs(np.asarray(off_a.global_ - off_b.global_)).min() > 0.5
+    # Same weights otherwise: region_embed only changes what the regions pool.
+    np.testing.assert_allclose(np.asarray(on_b.leads), np.asarray(off_b.leads), rtol=1e-6)

@@ -9,7 +9,9 @@ lead identity lives in the embedding, not in the position) and is an average of 
 leads are present, so a missing lead (lead_mask 0, from the dataset or from lead-dropout
 augmentation) changes the pool's support but not its scale; absent leads are also excluded
 from BatchNorm statistics (`MaskedBatchNorm`), so their contents never reach any output.
-A region with no present lead yields zeros and `region_mask` 0.
+A region with no present lead yields zeros and `region_mask` 0. With cfg.region_embed False
+the regions pool the backbone's features WITHOUT the embedding (leads and global keep it): the
+embedding alone already separates regions, which makes ACL-ECG's inter-region term trivial.
 
 Lead subset (`cfg.leads`, lead-wise mode only): a comma list of lead names, e.g. the 8
 independent leads "I,II,V1,V2,V3,V4,V5,V6". Only those leads are gathered (a static index) and
@@ -137,6 +139,7 @@ class ECGEncoder(nnx.Module):
         options = dict(backbone_options or {})
         self.lead_wise = cfg.lead_wise
         self.region_spec = cfg.regions
+        self.region_embed = cfg.region_embed
         self.subset = lead_subset(cfg.leads)
         if not cfg.lead_wise and len(self.subset) != NUM_LEADS:
             raise ValueError(
@@ -178,7 +181,8 @@ class ECGEncoder(nnx.Module):
     def _encode_leads(self, fn, x, present, mask):
         """Runs `fn` (the backbone or its features_map) on the encoded leads only:
         x (B, 12, T) -> (B, L, ...) features + lead embedding, zero at absent leads, with the
-        subset's (present (B, L), mask (B, L), index (L,))."""
+        subset's (present (B, L), mask (B, L), index (L,)) and the features without the
+        embedding (B, L, ...) (for model.region_embed=False)."""
         idx = np.asarray(self.subset)
         if len(idx) < NUM_LEADS:  # a static gather: the other leads are never computed
             x, present, mask = x[:, idx], present[:, idx], mask[:, idx]
@@ -188,9 +192,10 @@ class ECGEncoder(nnx.Module):
         embed = self.lead_embed[...]
         if n_leads < NUM_LEADS:
             embed = embed[idx]
-        h = h + embed.reshape(n_leads, *(1,) * (h.ndim - 3), self.dim)
         keep = present.reshape(*present.shape, *(1,) * (h.ndim - 2))
-        return jnp.where(keep, h, 0.0), present, mask, idx
+        raw = jnp.where(keep, h, 0.0)
+        h = h + embed.reshape(n_leads, *(1,) * (h.ndim - 3), self.dim)
+        return jnp.where(keep, h, 0.0), present, mask, idx, raw
 
     def features_map(self, x, lead_mask) -> jax.Array:
         """Per-time features for dense tasks (e.g. wave segmentation): (B, 12, T) -> (B, T', D).
@@ -208,7 +213,7 @@ class ECGEncoder(nnx.Module):
         x, present, mask = self._inputs(x, lead_mask)
         if not self.lead_wise:
             return self.backbone.features_map(x)
-        h, _, mask, _ = self._encode_leads(self.backbone.features_map, x, present, mask)
+        h, _, mask, _, _ = self._encode_leads(self.backbone.features_map, x, present, mask)
         weights = mask / jnp.maximum(mask.sum(axis=1, keepdims=True), 1.0)
         return jnp.einsum("bl,bltd->btd", weights, h)
 
@@ -216,9 +221,10 @@ class ECGEncoder(nnx.Module):
         x, present, mask = self._inputs(x, lead_mask)
         if not self.lead_wise:
             return Features(global_=self.backbone(x))
-        h, present, mask, idx = self._encode_leads(self.backbone, x, present, mask)
+        h, present, mask, idx, raw = self._encode_leads(self.backbone, x, present, mask)
         membership = jnp.asarray(_regions(self.region_spec)[:, idx])  # (R, L)
-        regions, count = masked_pool(h, membership[None] * mask[:, None, :])
+        pooled = h if self.region_embed else raw
+        regions, count = masked_pool(pooled, membership[None] * mask[:, None, :])
         global_, _ = masked_pool(h, mask[:, None, :])
         leads = h
         if len(idx) < NUM_LEADS:
