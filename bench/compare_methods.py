@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import statistics
 import subprocess
 import sys
@@ -24,6 +25,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
+REFERENCE = "acl_ecg"  # the paired-difference column is each method minus this one
 # ACL-ECG, the untrained baseline and the newer methods first: a cut-short run still holds
 # the rows the table is read for.
 METHODS = (
@@ -190,8 +192,39 @@ def previous_rows(a: argparse.Namespace) -> list[dict]:
     return rows
 
 
+def paired_vs_reference(row: dict, root: Path) -> None:
+    """Paired bootstrap of this row's test macro AUROC minus ACL-ECG's on the same test records
+    (acl_jax.compare): the CI of a difference, which two overlapping CIs do not give."""
+    mine, ref = root / f"{row['method']}.eval.json", root / f"{REFERENCE}.eval.json"
+    if (
+        row["method"] == REFERENCE
+        or f"vs_{REFERENCE}" in row
+        or not (mine.exists() and ref.exists())
+    ):
+        return
+    from acl_jax.compare import compare  # imports JAX: only when there is something to compare
+
+    out = compare(str(mine), str(ref))
+    row[f"vs_{REFERENCE}"] = {k: out[k] for k in ("delta", "ci", "p_value", "num_resamples")}
+
+
+def describe(row: dict, train_log: Path) -> None:
+    """Adds the pretrainer's parameter count and window (samples) from its training log's
+    first line ("NAME: 0.16M parameters, ..., window 250 at 100 Hz, ...")."""
+    if "params" in row or not train_log.exists():
+        return
+    head = train_log.read_text().split("\n", 1)[0]
+    if m := re.search(r"([\d.]+M) parameters", head):
+        row["params"] = m.group(1)
+    if m := re.search(r"window (\d+) at", head):
+        row["window"] = int(m.group(1))
+
+
 def write_tables(a: argparse.Namespace, rows: list[dict]) -> None:
     """(Re)writes the JSON and Markdown after every row, so a cut-short run keeps its rows."""
+    for r in rows:
+        describe(r, Path(a.workroot) / f"{r['method']}.train.log")
+        paired_vs_reference(r, Path(a.workroot))
     Path(a.out + ".json").write_text(
         json.dumps(
             {
@@ -208,9 +241,10 @@ def write_tables(a: argparse.Namespace, rows: list[dict]) -> None:
         f"Linear probe, {a.task}, {a.steps} pretraining steps per method "
         f"(data {a.data}); test macro AUROC/AUPRC with 95% bootstrap CI.",
         "",
-        "| method | test AUROC [95% CI] | test AUPRC [95% CI] | val AUROC | samples/s | "
-        "train s | peak RSS MB |",
-        "|---|---|---|---|---|---|---|",
+        "| method | test AUROC [95% CI] | test AUPRC [95% CI] | val AUROC | "
+        f"AUROC - {REFERENCE} [95% CI], p | window | params | samples/s | train s | "
+        "peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
 
     def ci(r, key):
@@ -225,7 +259,14 @@ def write_tables(a: argparse.Namespace, rows: list[dict]) -> None:
             if val is not None
             else f"| {r['method']} | {r.get('error', 'n/a')} | | | "
         )
+        d = r.get(f"vs_{REFERENCE}")
         lines[-1] += (
+            f"{d['delta']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}], p={d['p_value']:.3f} | "
+            if d
+            else "| "
+        )
+        lines[-1] += (
+            f"{r.get('window', 250)} | {r.get('params', '')} | "
             f"{r.get('samples_per_s', '')} | {r.get('train_s', '')} | {r.get('peak_rss_mb', '')} |"
         )
     Path(a.out + ".md").write_text("\n".join(lines) + "\n")

@@ -39,7 +39,8 @@ from acl_jax.train.step import make_mesh
 
 
 def check_dense(encoder, cfg: Config) -> None:
-    """Segmentation needs per-time features: ECGEncoder.features_map over a backbone with one."""
+    """Segmentation needs per-time features: the encoder's features_map (ECGEncoder over a
+    backbone with one, or CoRe-ECG's patch encoder)."""
     backbone = getattr(encoder, "backbone", None)
     if hasattr(encoder, "features_map") and hasattr(backbone, "features_map"):
         return
@@ -47,7 +48,8 @@ def check_dense(encoder, cfg: Config) -> None:
     raise EvalError(
         f"--task ludb_segmentation needs per-time encoder features (features_map), but the "
         f"checkpoint's objective {cfg.objective!r} gives encoder {what} without them: use a "
-        "checkpoint whose encoder is an ECGEncoder with model.arch=resnet1d (e.g. acl_ecg)"
+        "checkpoint of an objective with a convolutional or patch encoder (e.g. acl_ecg, "
+        "beat_ssl, core_ecg); CLEAR's heartbeat tokens have no time axis"
     )
 
 
