@@ -1,4 +1,6 @@
-"""`python -m acl_jax.compare A.json B.json [--num 1000 --seed 0]`: is A better than B?
+"""Is A better than B? A paired bootstrap over the test records of two eval results.
+
+  python -m acl_jax.compare A.json B.json [--num 1000 --seed 0]
 
 Prints the difference in test macro AUROC (A - B) with a 95% CI and a two-sided paired
 bootstrap p-value over the shared test records (`acl_jax.eval.metrics.paired_bootstrap`).
@@ -10,18 +12,15 @@ Segmentation results (ludb_segmentation) are compared on test mean Dice the same
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sys
 from pathlib import Path
 
 import numpy as np
-from absl import app, flags
 
+from acl_jax import cli
 from acl_jax.eval.metrics import paired_bootstrap, paired_bootstrap_dice
-
-flags.DEFINE_integer("num", 1000, "Bootstrap resamples.")
-flags.DEFINE_integer("seed", 0, "Bootstrap seed.")
-FLAGS = flags.FLAGS
 
 
 class CompareError(ValueError):
@@ -113,13 +112,16 @@ def compare(path_a: str, path_b: str, *, num: int = 1000, seed: int = 0) -> dict
     }
 
 
-def main(argv: list[str]) -> None:
-    if len(argv) != 3:
-        sys.exit("usage: python -m acl_jax.compare A.json B.json [--num N --seed S]")
-    try:
-        r = compare(argv[1], argv[2], num=FLAGS.num, seed=FLAGS.seed)
-    except CompareError as e:
-        sys.exit(f"error: {e}")
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CompareArgs:
+    a: str = cli.arg(positional=True, help="Result A.json (python -m acl_jax.eval --out).")
+    b: str = cli.arg(positional=True, help="Result B.json, of the same task and test records.")
+    num: int = cli.arg(1000, help="Bootstrap resamples.")
+    seed: int = cli.arg(0, help="Bootstrap seed.")
+
+
+def _main(c: CompareArgs) -> None:
+    r = compare(c.a, c.b, num=c.num, seed=c.seed)
     lo, hi = r["ci"]
     m = r["metric"]
     name = {"macro_auroc": "macro AUROC", "mean_dice": "mean Dice"}[m]
@@ -132,5 +134,17 @@ def main(argv: list[str]) -> None:
     )
 
 
+def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit status (acl_jax.cli)."""
+    return cli.run(
+        CompareArgs,
+        _main,
+        prog="python -m acl_jax.compare",
+        doc=__doc__,
+        argv=argv,
+        errors=(CompareError,),
+    )
+
+
 if __name__ == "__main__":
-    app.run(main)
+    sys.exit(main())

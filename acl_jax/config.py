@@ -288,7 +288,7 @@ def split_config_args(argv: list[str]) -> tuple[list[str], dict[str, str]]:
             body = arg[len("--config.") :]
             if "=" in body:
                 key, val = body.split("=", 1)
-            elif i + 1 < len(argv):
+            elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
                 key, val = body, argv[i + 1]
                 i += 1
             else:

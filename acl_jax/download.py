@@ -12,8 +12,8 @@ HTTP uses only urllib, so that the downloader needs nothing beyond the standard 
 
 from __future__ import annotations
 
-import argparse
 import csv
+import dataclasses
 import hashlib
 import os
 import sys
@@ -22,15 +22,16 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
 
 from tqdm import tqdm
+
+from acl_jax import cli
 
 _CHUNK = 1 << 16
 _PERMANENT_HTTP = (400, 401, 403, 404, 410)  # retrying cannot help
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Dataset:
     base_url: str
     top_files: tuple[str, ...]  # downloaded first; the record index is read from them
@@ -239,39 +240,38 @@ def download(
     return stats
 
 
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(
-        prog="python -m acl_jax.download", description=__doc__.split("\n")[0]
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DownloadArgs:
+    dataset: str = cli.arg(choices=sorted(DATASETS), positional=True, help="Dataset to fetch.")
+    out: str = cli.arg(help="Destination directory.")
+    rate: str = cli.arg(
+        "100", choices=sorted(_RATE_COLUMNS), help="PTB-XL sampling rate(s) (ignored for ludb)."
     )
-    p.add_argument("dataset", choices=sorted(DATASETS))
-    p.add_argument("--out", required=True, help="destination directory")
-    p.add_argument(
-        "--rate",
-        default="100",
-        choices=sorted(_RATE_COLUMNS),
-        help="PTB-XL sampling rate(s) to fetch (ignored for ludb)",
+    workers: int = cli.arg(8, help="Parallel downloads.")
+    base_url: str | None = cli.arg(None, help="Mirror of the dataset root.")
+    retries: int = cli.arg(4, help="Retries per file on transient errors.")
+
+
+def _main(a: DownloadArgs) -> None:
+    stats = download(
+        a.dataset, a.out, rate=a.rate, workers=a.workers, base_url=a.base_url, retries=a.retries
     )
-    p.add_argument("--workers", type=int, default=8, help="parallel downloads")
-    p.add_argument("--base-url", default=None, help="mirror of the dataset root")
-    p.add_argument("--retries", type=int, default=4, help="retries per file on transient errors")
-    args = p.parse_args(argv)
-    try:
-        stats = download(
-            args.dataset,
-            args.out,
-            rate=args.rate,
-            workers=args.workers,
-            base_url=args.base_url,
-            retries=args.retries,
-        )
-    except DownloadError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
     print(
-        f"{args.dataset}: fetched {stats['fetched']} files ({stats['bytes'] / 1e6:.1f} MB), "
-        f"{stats['skipped']} already complete, in {args.out}"
+        f"{a.dataset}: fetched {stats['fetched']} files ({stats['bytes'] / 1e6:.1f} MB), "
+        f"{stats['skipped']} already complete, in {a.out}"
     )
-    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit status (acl_jax.cli)."""
+    return cli.run(
+        DownloadArgs,
+        _main,
+        prog="python -m acl_jax.download",
+        doc=__doc__,
+        argv=argv,
+        errors=(DownloadError,),
+    )
 
 
 if __name__ == "__main__":

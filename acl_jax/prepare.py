@@ -16,9 +16,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from absl import app, flags
 from tqdm import tqdm
 
+from acl_jax import cli
+from acl_jax.cli import arg
 from acl_jax.data import convert, manifest, shards, splits
 from acl_jax.data.preprocess import PreprocessConfig
 from acl_jax.data.sources import LabelFileError
@@ -34,19 +35,29 @@ class PrepareError(Exception):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PrepareArgs:
-    dataset: str
-    src: str
-    out: str
-    fs: int = 100
-    splits: str | None = None  # None: DEFAULT_SPLITS[dataset] or FRACTION_SPLITS
-    split_seed: int = 0
-    shard_size: int = 2000
-    workers: int | None = None  # None: os.cpu_count()
-    limit: int | None = None
-    max_skip_fraction: float = 0.01
-    highpass: float | None = None  # Hz, 0 disables, None: PreprocessConfig default
-    lowpass: float | None = None
-    overwrite: bool = False
+    """One preparation; also the flags of `python -m acl_jax.prepare` (defaults only here)."""
+
+    dataset: str = arg(choices=sorted(convert.READERS), help="Source dataset reader.")
+    src: str = arg(help="Dataset folder on disk.")
+    out: str = arg(help="Output folder for shards and manifest.json.")
+    fs: int = arg(100, help=f"Prepared sampling rate in Hz, one of {RATES}.")
+    splits: str | None = arg(
+        None,
+        help=f"Fold sets 'train=1-8,val=9,test=10' or patient fractions '{FRACTION_SPLITS}'. "
+        "Default: PTB-XL's folds, else those fractions.",
+    )
+    split_seed: int = arg(0, help="Seed of the fractional patient split.")
+    shard_size: int = arg(2000, help="Records per shard.")
+    workers: int | None = arg(None, help="Worker processes (default: os.cpu_count()).")
+    limit: int | None = arg(None, help="Only the first N source records (quick trials).")
+    max_skip_fraction: float = arg(0.01, help="Fail when a larger fraction of records is skipped.")
+    highpass: float | None = arg(
+        None, help="High-pass cutoff in Hz (0 disables; default: PreprocessConfig's)."
+    )
+    lowpass: float | None = arg(
+        None, help="Low-pass cutoff in Hz (0 disables; default: PreprocessConfig's)."
+    )
+    overwrite: bool = arg(False, help="Delete an existing prepared OUT first.")
 
 
 def _identity(a: PrepareArgs, spec: splits.SplitSpec) -> dict[str, Any]:
@@ -221,43 +232,17 @@ def _report(out: Path, m: dict[str, Any], converted: int, elapsed: float) -> Non
     )
 
 
-FLAGS = flags.FLAGS
-
-
-def define_flags() -> None:
-    """Defined only when run as a program, so importing `run` registers no global flags."""
-    flags.DEFINE_enum("dataset", None, sorted(convert.READERS), "Source dataset reader.")
-    flags.DEFINE_string("src", None, "Dataset folder on disk.")
-    flags.DEFINE_string("out", None, "Output folder for shards and manifest.json.")
-    flags.DEFINE_integer("fs", 100, f"Prepared sampling rate in Hz, one of {RATES}.")
-    flags.DEFINE_string(
-        "splits",
-        None,
-        "Fold sets 'train=1-8,val=9,test=10' or patient "
-        f"fractions '{FRACTION_SPLITS}'. Default: PTB-XL folds, else fractions.",
+def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit status (acl_jax.cli)."""
+    return cli.run(
+        PrepareArgs,
+        run,
+        prog="python -m acl_jax.prepare",
+        doc=__doc__,
+        argv=argv,
+        errors=(PrepareError,),
     )
-    flags.DEFINE_integer("split-seed", 0, "Seed of the fractional patient split.")
-    flags.DEFINE_integer("shard-size", 2000, "Records per shard.")
-    flags.DEFINE_integer("workers", None, "Worker processes (default: os.cpu_count()).")
-    flags.DEFINE_integer("limit", None, "Only the first N source records (quick trials).")
-    flags.DEFINE_float("max-skip-fraction", 0.01, "Fail when more records are skipped.")
-    flags.DEFINE_float("highpass", None, "High-pass cutoff in Hz (0 disables).")
-    flags.DEFINE_float("lowpass", None, "Low-pass cutoff in Hz (0 disables).")
-    flags.DEFINE_boolean("overwrite", False, "Delete an existing prepared OUT first.")
-    flags.mark_flags_as_required(["dataset", "src", "out"])
-
-
-def main(argv: list[str]) -> None:
-    if len(argv) > 1:
-        raise app.UsageError(f"unexpected arguments {argv[1:]}")
-    names = [f.name for f in dataclasses.fields(PrepareArgs)]
-    args = PrepareArgs(**{n: FLAGS[n.replace("_", "-")].value for n in names})
-    try:
-        run(args)
-    except PrepareError as e:
-        sys.exit(f"acl_jax.prepare: error: {e}")
 
 
 if __name__ == "__main__":
-    define_flags()
-    app.run(main)
+    sys.exit(main())

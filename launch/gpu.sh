@@ -5,13 +5,13 @@
 #   launch/gpu.sh install                                          # .venv + acl_jax + jax[cuda12]
 #   launch/gpu.sh --workdir runs/acl --data ~/data/ptbxl100 train  # single node, all GPUs
 #   launch/gpu.sh --workdir /shared/runs/acl --data /shared/ptbxl100 \
-#       --coordinator node0:12345 --num_processes 2 --process_id 0 train   # on node 0
-#       (the same with --process_id 1 on node 1; start them within a minute of each other)
+#       --coordinator node0:12345 --num-processes 2 --process-id 0 train   # on node 0
+#       (the same with --process-id 1 on node 1; start them within a minute of each other)
 #   launch/gpu.sh [flags] train -- --config.train.steps=20000    # extra trainer arguments
 #
 # Flags (or environment): --workdir (WORKDIR), --data (DATA), --config (CONFIG, default
-# configs/acl_ecg_ptbxl.py), --coordinator HOST:PORT (COORDINATOR), --num_processes
-# (NUM_PROCESSES), --process_id (PROCESS_ID), --gpus 0,1,2,3 (CUDA_VISIBLE_DEVICES),
+# configs/acl_ecg_ptbxl.py), --coordinator HOST:PORT (COORDINATOR), --num-processes
+# (NUM_PROCESSES), --process-id (PROCESS_ID), --gpus 0,1,2,3 (CUDA_VISIBLE_DEVICES),
 # --dry-run (print the commands, run nothing). Multi-node runs need WORKDIR on storage every
 # node sees (NFS, or gs:// per docs/gcs.md): the checkpoint is written jointly.
 #
@@ -30,17 +30,19 @@ coordinator=${COORDINATOR:-} nproc=${NUM_PROCESSES:-} pid=${PROCESS_ID:-} gpus=$
 dry=0 steps=() extra=()
 
 die() { echo "gpu.sh: $*" >&2; exit 2; }
+# The comment block above, without its '# ' (all of it, whatever its length).
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
 while (($#)); do
   case $1 in
     --workdir) workdir=${2:?--workdir needs a value}; shift ;;
     --data) data=${2:?--data needs a value}; shift ;;
     --config) config=${2:?--config needs a value}; shift ;;
     --coordinator) coordinator=${2:?--coordinator needs HOST:PORT}; shift ;;
-    --num_processes) nproc=${2:?--num_processes needs a value}; shift ;;
-    --process_id) pid=${2:?--process_id needs a value}; shift ;;
+    --num-processes | --num_processes) nproc=${2:?--num-processes needs a value}; shift ;;
+    --process-id | --process_id) pid=${2:?--process-id needs a value}; shift ;;
     --gpus) gpus=${2:?--gpus needs a list like 0,1}; shift ;;
     --dry-run) dry=1 ;;
-    -h | --help) sed -n '2,26p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) usage; exit 0 ;;
     --) shift; extra=("$@"); break ;;
     install | train) steps+=("$1") ;;
     *) die "unknown argument '$1' (see --help)" ;;
@@ -61,8 +63,8 @@ for s in "${steps[@]}"; do
     [ -f "$config" ] || die "--config $config does not exist"
     if [ -n "$coordinator$nproc$pid" ]; then
       [ -n "$coordinator" ] && [ -n "$nproc" ] && [ -n "$pid" ] ||
-        die "multi-node needs all of --coordinator HOST:PORT, --num_processes N and --process_id I"
-      ((pid >= 0 && pid < nproc)) || die "--process_id $pid must be in [0, --num_processes $nproc)"
+        die "multi-node needs all of --coordinator HOST:PORT, --num-processes N and --process-id I"
+      ((pid >= 0 && pid < nproc)) || die "--process-id $pid must be in [0, --num-processes $nproc)"
     fi
   fi
 done
@@ -85,7 +87,7 @@ for s in "${steps[@]}"; do
       fi
       args=(--config "$config" --workdir "$workdir" "--config.data.dir=$data")
       if [ -n "$coordinator" ]; then
-        args+=("--coordinator=$coordinator" "--num_processes=$nproc" "--process_id=$pid")
+        args+=("--coordinator=$coordinator" "--num-processes=$nproc" "--process-id=$pid")
       fi
       run .venv/bin/python -m acl_jax.train "${args[@]}" "${extra[@]}" ;;
   esac

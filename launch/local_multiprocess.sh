@@ -42,7 +42,7 @@ for ((i = 0; i < nproc; i++)); do
     "--config.data.dir=$data" --config.data.batch_size=16
     "--config.model.widths=8,16" "--config.model.blocks=1,1"
     "--config.train.steps=$steps" --config.train.log_every=1 "--config.train.ckpt_every=$steps"
-    "--coordinator=127.0.0.1:$port" "--num_processes=$nproc" "--process_id=$i" "$@")
+    "--coordinator=127.0.0.1:$port" "--num-processes=$nproc" "--process-id=$i" "$@")
   echo "+ ${cmd[*]} > $logs/process_$i.log"
   "${cmd[@]}" >"$logs/process_$i.log" 2>&1 &
   pids+=($!)

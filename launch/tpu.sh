@@ -16,6 +16,11 @@
 # --detach (DETACH=1: train under nohup, log in ~/acl_jax/train.log), --dry-run.
 # `all` = create install prepare train teardown.
 #
+# Paths on the workers: --data, --workdir and --src are used on the TPU VMs, so `~` must mean
+# the home directory THERE. Quote it ('~/data/ptbxl100') to pass it as is; an unquoted ~ that
+# your shell already expanded to this machine's $HOME is passed as ~/... too (with a note on
+# stderr), since the workers have no such directory (another user, or /Users on macOS).
+#
 # Multi-host slices run the same trainer command on every worker with --distributed (JAX finds
 # the coordinator from the TPU metadata). Their checkpoints must live where every worker sees
 # the same files (gs:// or a shared mount): see docs/gcs.md.
@@ -29,7 +34,8 @@ src=${SRC:-'~/data/raw/ptb-xl'} spot=${TPU_SPOT:-0} detach=${DETACH:-0} dry=0
 steps=() extra=()
 
 die() { echo "tpu.sh: $*" >&2; exit 2; }
-usage() { sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'; }
+# The comment block above, without its '# ' (all of it, whatever its length).
+usage() { awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; }
 
 while (($#)); do
   case $1 in
@@ -56,6 +62,19 @@ while (($#)); do
   shift
 done
 ((${#steps[@]})) || die "no subcommand: give one or more of create install prepare train resume status teardown all"
+
+# A path under this machine's home as the workers see it: ~/REST, expanded by each worker's shell.
+worker_path() { # worker_path FLAG VALUE
+  local v=$2
+  if [ -n "${HOME:-}" ] && [ "$HOME" != / ] && [[ $v == "$HOME"/* ]]; then
+    # shellcheck disable=SC2088  # the ~ is for the worker's shell, not this one
+    v="~/${v#"$HOME"/}"
+    echo "# $1 $2 is under this machine's home; passed to the workers as $v" >&2
+  fi
+  echo "$v"
+}
+data=$(worker_path --data "$data") workdir=$(worker_path --workdir "$workdir")
+src=$(worker_path --src "$src")
 
 # Quote like a shell would need it, so that a printed command can be pasted back.
 quote() {
@@ -157,7 +176,8 @@ do_prepare() {
 
 do_train() {
   local args cmd
-  args=$(quote --config "$config" --workdir "$workdir" "--config.data.dir=$data" --distributed "${extra[@]}")
+  # `--config.data.dir PATH` as two words: the worker's shell expands a leading ~ only there.
+  args=$(quote --config "$config" --workdir "$workdir" --config.data.dir "$data" --distributed "${extra[@]}")
   cmd="cd ~/acl_jax && .venv/bin/python -m acl_jax.train $args"
   if ((detach)); then
     cmd="cd ~/acl_jax && nohup .venv/bin/python -m acl_jax.train $args > train.log 2>&1 < /dev/null & echo started, log: ~/acl_jax/train.log"

@@ -169,7 +169,7 @@ def test_finetune_runs_the_sharded_step_and_keeps_the_best(prepared_sample, work
     assert 0.0 <= r["test"]["macro_auroc"] <= 1.0
 
 
-def test_random_init_without_workdir_and_compare(prepared_sample, pretrained, tmp_path):
+def test_random_init_without_workdir_and_compare(prepared_sample, pretrained, tmp_path, capsys):
     rand = evaluate(args(prepared_sample, init="random", config=str(TINY)))
     assert rand["init"] == "random" and rand["step"] is None
     assert np.isfinite(rand["test"]["macro_auroc"])
@@ -186,8 +186,10 @@ def test_random_init_without_workdir_and_compare(prepared_sample, pretrained, tm
     (tmp_path / "other.json").write_text(json.dumps(other))
     with pytest.raises(CompareError, match="different test records"):
         compare(tmp_path / "pre.json", tmp_path / "other.json")
-    with pytest.raises(SystemExit, match="error: the results were evaluated on different"):
-        compare_main(["compare", str(tmp_path / "pre.json"), str(tmp_path / "other.json")])
+    capsys.readouterr()
+    assert compare_main([str(tmp_path / "pre.json"), str(tmp_path / "other.json")]) == 1
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and err[0].startswith("error: the results were evaluated on different")
 
 
 def test_label_fraction_is_stratified_and_seeded(prepared_sample):

@@ -123,21 +123,50 @@ def test_tpu_without_gcloud_says_how_to_get_it(tmp_path):
     assert r.returncode == 0 and "tpu-vm describe acl-jax-v4-32" in r.stdout
 
 
+@pytest.mark.parametrize("script", ["tpu.sh", "gpu.sh"])
+def test_help_is_the_whole_header_and_exits_0(script):
+    r = sh(script, "--help")
+    header = (REPO / "launch" / script).read_text().split("\nset -euo pipefail")[0]
+    last = header.splitlines()[-1].lstrip("# ")
+    assert r.returncode == 0 and r.stdout.rstrip().endswith(last), r.stdout[-300:]
+    assert "set -euo" not in r.stdout and r.stdout.count("\n") == header.count("\n")
+
+
+def test_tpu_paths_keep_their_tilde_for_the_workers(tmp_path):
+    """~ means the worker's home: a quoted ~ reaches the workers' shells unexpanded and where
+    they expand it (not inside --flag=~/x, which no shell expands), and a path the local shell
+    already expanded to this machine's $HOME is passed as ~/... with a note."""
+    env, _ = tripwire_gcloud(tmp_path)
+    home = {**env, "HOME": "/Users/me"}
+    for data, note in (("~/data/ptbxl100", False), ("/Users/me/data/ptbxl100", True)):
+        r = sh("tpu.sh", "--dry-run", *TPU_FLAGS, "--workdir", "gs://b/r", "--data", data,
+               "prepare", "train", env=home)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        cmds = commands(r.stdout)
+        assert "--config.data.dir ~/data/ptbxl100 --distributed" in cmds[-1]
+        assert (
+            "acl_jax.prepare --dataset ptbxl --src ~/data/raw/ptb-xl --out ~/data/ptbxl100"
+            in cmds[-2]
+        )
+        assert not any("/Users/me" in c for c in cmds)
+        assert ("passed to the workers as ~/data/ptbxl100" in r.stderr) == note
+
+
 def test_gpu_dry_run_multinode_and_errors():
     args = ["--dry-run", "--workdir", "/shared/run", "--data", "/shared/ptbxl100"]
-    multi = ["--coordinator", "node0:1234", "--num_processes", "2", "--process_id", "1"]
+    multi = ["--coordinator", "node0:1234", "--num-processes", "2", "--process-id", "1"]
     r = sh("gpu.sh", *args, *multi, "install", "train")
     assert r.returncode == 0, r.stderr
     cmds = commands(r.stdout)
     assert any("pip install -q -U jax[cuda12]" in c for c in cmds)
     assert cmds[-1].endswith(
-        "--config.data.dir=/shared/ptbxl100 --coordinator=node0:1234 --num_processes=2 "
-        "--process_id=1"
+        "--config.data.dir=/shared/ptbxl100 --coordinator=node0:1234 --num-processes=2 "
+        "--process-id=1"
     )
     r = sh("gpu.sh", *args, "--coordinator", "node0:1234", "train")
-    assert r.returncode == 2 and "--num_processes N and --process_id I" in r.stderr
-    r = sh("gpu.sh", *args, *multi[:4], "--process_id", "2", "train")
-    assert r.returncode == 2 and "must be in [0, --num_processes 2)" in r.stderr
+    assert r.returncode == 2 and "--num-processes N and --process-id I" in r.stderr
+    r = sh("gpu.sh", *args, *multi[:4], "--process_id", "2", "train")  # old spelling too
+    assert r.returncode == 2 and "must be in [0, --num-processes 2)" in r.stderr
 
 
 def run_local(prepared: Path, workdir: Path, *extra: str):

@@ -270,9 +270,9 @@ def test_two_processes_train_and_checkpoint(prepared_sample, tmp_path):
         "--config.train.steps=6",
         "--config.train.ckpt_every=3",
         f"--coordinator=127.0.0.1:{port}",
-        "--num_processes=2",
+        "--num-processes=2",
     ]
-    procs = [cli(*args, f"--process_id={i}") for i in range(2)]
+    procs = [cli(*args, f"--process-id={i}") for i in range(2)]
     outs = [p.communicate(timeout=300)[0] for p in procs]
     assert all(p.returncode == 0 for p in procs), outs
     assert "4 devices, 2 processes" in outs[0]

@@ -6,6 +6,7 @@ import dataclasses
 
 from flax import nnx
 
+from acl_jax.cli import arg
 from acl_jax.config import Config, load_config
 from acl_jax.objectives import build_pretrainer
 from acl_jax.train.checkpoint import load_pretrainer
@@ -21,27 +22,40 @@ class EvalError(ValueError):
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class EvalArgs:
-    data: str
-    task: str
-    workdir: str | None = None
-    config: str | None = None  # config file for --init random without a workdir
-    step: int | None = None  # None: latest
-    protocol: str = "linear"  # linear | finetune | hug (hug: CLEAR checkpoints only)
-    init: str = "pretrained"  # pretrained | random
-    label_fraction: float = 1.0
-    seed: int = 0
-    splits: tuple[str, str, str] = ("train", "val", "test")
-    batch_size: int = 64
-    finetune_steps: int = 500  # every gradient-trained protocol: at most this many steps
-    finetune_lr: float = 1e-4  # when the encoder trains too
-    finetune_eval_every: int = 50
-    finetune_patience: int = 5
-    head_lr: float = 1e-3  # when only a head trains (segmentation linear, hug frozen)
-    hug_pool: str = "attention"  # attention | mean
-    hug_freeze_encoder: bool = False
-    record_split: tuple[float, float, float] = (0.6, 0.2, 0.2)  # ludb_segmentation records
-    seg_hidden: int = 64  # hidden width of the per-sample head; 0: linear head
-    bootstrap: int = 1000
+    """One evaluation; also the flags of `python -m acl_jax.eval` (defaults stated only here)."""
+
+    data: str = arg(
+        help="Prepared data dir (python -m acl_jax.prepare --out); for --task ludb_segmentation "
+        "the folder of raw LUDB records (1.hea, 1.dat, 1.i, ...)."
+    )
+    task: str = arg(help="Task from the data's manifest, TASK_single, or ludb_segmentation.")
+    workdir: str | None = arg(None, help="Pretraining workdir (WORKDIR/checkpoints).")
+    config: str | None = arg(None, help="Config file for --init random without --workdir.")
+    step: int | None = arg(None, help="Checkpoint step (default: the latest).")
+    protocol: str = arg("linear", choices=PROTOCOLS, help="Evaluation protocol (hug: CLEAR only).")
+    init: str = arg("pretrained", choices=("pretrained", "random"), help="Encoder weights.")
+    label_fraction: float = arg(1.0, help="Fraction of labelled train records, in (0, 1].")
+    seed: int = arg(0, help="Seed of the label subset, head init, fine-tuning, bootstrap.")
+    splits: tuple[str, str, str] = arg(
+        ("train", "val", "test"), help="Names of the train,val,test splits."
+    )
+    batch_size: int = arg(64, help="Global batch size (rounded up to the device count).")
+    finetune_steps: int = arg(
+        500, help="Steps of every gradient-trained protocol (upper bound: early stopping)."
+    )
+    finetune_lr: float = arg(1e-4, help="AdamW learning rate when the encoder trains too.")
+    finetune_eval_every: int = arg(50, help="Validate every K fine-tuning steps.")
+    finetune_patience: int = arg(5, help="Stop after this many validations without gain.")
+    head_lr: float = arg(
+        1e-3, help="AdamW learning rate when only a head trains (segmentation linear, hug frozen)."
+    )
+    hug_pool: str = arg("attention", choices=("attention", "mean"), help="HUG beat/lead pooling.")
+    hug_freeze_encoder: bool = arg(False, help="HUG: train the head only (encoder frozen).")
+    record_split: tuple[float, float, float] = arg(
+        (0.6, 0.2, 0.2), help="ludb_segmentation: train,val,test record fractions."
+    )
+    seg_hidden: int = arg(64, help="ludb_segmentation head hidden width (0: linear head).")
+    bootstrap: int = arg(1000, help="Bootstrap resamples for the confidence intervals.")
 
 
 def check_common(a: EvalArgs) -> None:
@@ -51,7 +65,7 @@ def check_common(a: EvalArgs) -> None:
     if a.init not in ("pretrained", "random"):
         raise EvalError(f"--init={a.init!r}: choose pretrained or random")
     if a.hug_pool not in ("attention", "mean"):
-        raise EvalError(f"--hug_pool={a.hug_pool!r}: choose attention or mean")
+        raise EvalError(f"--hug-pool={a.hug_pool!r}: choose attention or mean")
     if a.workdir is None and not (a.init == "random" and a.config):
         raise EvalError("--workdir is required (or --init=random with --config=configs/X.py)")
 

@@ -1,57 +1,58 @@
-"""`python -m acl_jax.train --config configs/NAME.py --workdir DIR [--config.a.b=value ...]`
+"""Pretrains one encoder; a rerun with the same --workdir resumes from its latest checkpoint.
+
+  python -m acl_jax.train --config configs/NAME.py --workdir DIR [--config.a.b=VALUE ...]
 
 Multi-host: on Cloud TPU pass --distributed (JAX finds the coordinator itself); elsewhere pass
---coordinator=HOST:PORT --num_processes=N --process_id=I to every process.
+--coordinator=HOST:PORT --num-processes=N --process-id=I to every process.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 
-from absl import app, flags, logging
+from absl import logging
 
-from acl_jax.config import ConfigError, apply_overrides, load_config, split_config_args
-
-flags.DEFINE_string("config", None, "Config file defining get_config(), e.g. configs/tiny.py.")
-flags.DEFINE_string("workdir", None, "Checkpoints, metrics.jsonl and tb/ go here; resumes.")
-flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() (auto-detected).")
-flags.DEFINE_string("coordinator", None, "HOST:PORT of process 0 for multi-process runs.")
-flags.DEFINE_integer("num_processes", None, "Number of processes (with --coordinator).")
-flags.DEFINE_integer("process_id", None, "This process's index (with --coordinator).")
-flags.mark_flags_as_required(["config", "workdir"])
-FLAGS = flags.FLAGS
-
-_OVERRIDES: dict[str, str] = {}
+from acl_jax import cli
+from acl_jax.config import Config
 
 
-def _parse(argv: list[str]) -> list[str]:
-    rest, overrides = split_config_args(argv)
-    _OVERRIDES.update(overrides)
-    return FLAGS(rest)
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainArgs:
+    workdir: str = cli.arg(help="Checkpoints, metrics.jsonl and tb/ go here; a rerun resumes.")
+    distributed: bool = cli.arg(False, help="Call jax.distributed.initialize() (Cloud TPU).")
+    coordinator: str | None = cli.arg(None, help="HOST:PORT of process 0 (multi-process runs).")
+    num_processes: int | None = cli.arg(None, help="Number of processes (with --coordinator).")
+    process_id: int | None = cli.arg(None, help="This process's index (with --coordinator).")
 
 
-def main(argv: list[str]) -> None:
-    del argv
+def pretrain(a: TrainArgs, cfg: Config) -> None:
+    multi = (a.coordinator, a.num_processes, a.process_id)
+    if any(v is not None for v in multi) and None in multi:
+        raise cli.UsageError("--coordinator, --num-processes and --process-id go together")
     logging.set_verbosity(logging.WARNING)  # Orbax logs every save at INFO
     import jax
 
-    if FLAGS.coordinator:
-        jax.distributed.initialize(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
-    elif FLAGS.distributed:
+    if a.coordinator:
+        jax.distributed.initialize(a.coordinator, a.num_processes, a.process_id)
+    elif a.distributed:
         jax.distributed.initialize()
-    try:
-        cfg = apply_overrides(load_config(FLAGS.config), _OVERRIDES)
-    except ConfigError as e:
-        sys.exit(f"config error: {e}")
     from acl_jax.train.loop import ConfigMismatch, NonFiniteLoss, train
 
     try:
-        summary = train(cfg, FLAGS.workdir)
+        summary = train(cfg, a.workdir)
     except (NonFiniteLoss, ConfigMismatch, FileNotFoundError, ValueError) as e:
-        sys.exit(f"error: {e}")
+        raise cli.Failure(e) from e
     if jax.process_index() == 0:
         print(f"done: step {summary['step']}, checkpoints in {summary['checkpoints']}", flush=True)
 
 
+def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit status (acl_jax.cli)."""
+    return cli.run(
+        TrainArgs, pretrain, prog="python -m acl_jax.train", doc=__doc__, argv=argv, config=True
+    )
+
+
 if __name__ == "__main__":
-    app.run(main, flags_parser=_parse)
+    sys.exit(main())

@@ -8,13 +8,16 @@ axis, end-to-end samples/s, so a glance shows whether the run learned and how fa
 
 from __future__ import annotations
 
-import argparse
+import dataclasses
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from acl_jax import cli
 
 
 def read_metrics(workdir: str | Path) -> list[dict]:
@@ -58,13 +61,23 @@ def plot_losses(workdir: str | Path, out: str | Path | None = None) -> Path:
     return out
 
 
-def main() -> None:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("workdir")
-    p.add_argument("--out", default=None)
-    a = p.parse_args()
-    print(plot_losses(a.workdir, a.out))
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CurvesArgs:
+    workdir: str = cli.arg(positional=True, help="Training workdir (holds metrics.jsonl).")
+    out: str | None = cli.arg(None, help="PNG to write (default: WORKDIR/loss.png).")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The command line; returns the exit status (acl_jax.cli)."""
+    return cli.run(
+        CurvesArgs,
+        lambda a: print(plot_losses(a.workdir, a.out)),
+        prog="python -m acl_jax.train.curves",
+        doc=__doc__,
+        argv=argv,
+        errors=(FileNotFoundError,),
+    )
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())
