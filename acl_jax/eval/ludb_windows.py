@@ -93,7 +93,7 @@ def split_records(
     """Seeded patient-wise (= record-wise) split into (train, val, test) name lists."""
     if len(fractions) != 3 or min(fractions) < 0 or not np.isclose(sum(fractions), 1.0):
         raise LudbDataError(
-            f"--record_split={fractions}: give three non-negative fractions train,val,test "
+            f"--record-split={fractions}: give three non-negative fractions train,val,test "
             "summing to 1 (e.g. 0.6,0.2,0.2)"
         )
     n = len(names)
@@ -102,7 +102,7 @@ def split_records(
     if n - n_test - n_val < 1:
         raise LudbDataError(
             f"{n} records cannot give train, val and test at least one record each with "
-            f"--record_split={fractions}: use more records"
+            f"--record-split={fractions}: use more records"
         )
     order = [names[i] for i in np.random.default_rng(seed).permutation(n)]
     test, val, train = order[:n_test], order[n_test : n_test + n_val], order[n_test + n_val :]

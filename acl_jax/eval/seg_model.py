@@ -160,7 +160,7 @@ def train_segmenter(
         validate=validate,
         what="segmentation",
         score_name="mean Dice",
-        lr_hint="lower the learning rate (--finetune_lr, or --head_lr for --protocol linear)",
+        lr_hint="lower the learning rate (--finetune-lr, or --head-lr for --protocol linear)",
         no_score_hint="the val records have no annotated wave and the model predicted none",
     )
     return {
