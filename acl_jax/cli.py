@@ -8,10 +8,14 @@ and nowhere else), and hands it with its body to `run`:
         workdir: str = cli.arg(help="Pretraining workdir.")  # no default: a required flag
         step: int | None = cli.arg(None, help="Checkpoint step (default: the latest).")
 
-    def main(a: Args) -> None: ...
+    def export(a: Args) -> None: ...  # the work: raises XError (exit 1) or cli.UsageError (2)
+
+    def main(argv: list[str] | None = None) -> int:  # tests call main([...]) for the status
+        return cli.run(Args, export, prog="python -m acl_jax.export", doc=__doc__, argv=argv,
+                       errors=(XError,))
 
     if __name__ == "__main__":
-        sys.exit(cli.run(Args, main, prog="python -m acl_jax.x", doc=__doc__, errors=(XError,)))
+        sys.exit(main())
 
 Flags are the field names in kebab case (`label_fraction` -> `--label-fraction`; the underscore
 spelling is accepted as well). The type comes from the annotation: str, int, float, `X | None`,
@@ -20,7 +24,8 @@ bool (`--flag`, `--flag=false`) and tuples (comma lists: `--splits=train,val,tes
 `--help` lists every flag with its type and default. With `config=True` the entry point also
 takes `--config FILE` and `--config.a.b=VALUE` overrides (acl_jax.config) and is called as
 `body(args, cfg)`; `--help` then also lists every config field with its type and default (the
-values of FILE, overrides applied, when `--config FILE` is given).
+values of FILE, overrides applied, when `--config FILE` is given). Before the body runs, absl's
+flags are marked parsed (Grain's worker processes read them); there are no absl flags.
 
 Exit status; every failure is ONE line on stderr:
   0  success, or --help.
@@ -125,6 +130,8 @@ def show(value: Any) -> str:
         return str(value).lower()
     if isinstance(value, tuple):
         return ",".join(show(v) for v in value)
+    if value is None:
+        return "unset"
     return "''" if value == "" else str(value)
 
 
