@@ -10,7 +10,8 @@
   --task ludb_segmentation --data LUDB_DIR [--record-split 0.6,0.2,0.2]
                                               P/QRS/T Dice on raw LUDB records (linear|finetune)
 
-Prints the Markdown table of each result. Errors exit non-zero with a message saying the fix.
+Prints the Markdown table of each result. A flag mistake exits 2, a failed evaluation 1, each
+with one line on stderr that says the fix.
 """
 
 from __future__ import annotations
