@@ -77,17 +77,103 @@ class ModelConfig:
 
 @dataclass(frozen=True, kw_only=True)
 class LossConfig:
-    temperature: float = 0.1
-    w_global: float = 1.0
-    w_intra: float = 1.0
-    w_inter: float = 0.5
-    bt_lambda: float = 5e-3  # Barlow Twins off-diagonal weight (Zbontar et al. 2021)
-    vicreg_sim: float = 25.0  # VICReg invariance weight lambda (Bardes et al. 2022)
-    vicreg_var: float = 25.0  # VICReg variance weight mu
-    vicreg_cov: float = 1.0  # VICReg covariance weight nu
-    lcd_lambda_dec: float = 1.0  # LCD cross-lead decorrelation weight
+    """Settings shared by several objectives; a method's own settings are in its section."""
+
+    temperature: float = 0.1  # contrastive objectives (NT-Xent, InfoNCE, soft targets)
     base_momentum: float = 0.99  # BYOL/MoCo/LCD EMA momentum at step 1, cosine-increased to 1
-    queue_size: int = 0  # MoCo: past keys kept per view as extra negatives; 0 = off (v3)
+
+    def __post_init__(self):
+        if not self.temperature > 0:
+            raise ValueError(f"loss.temperature must be > 0, got {self.temperature}")
+        if not 0.0 <= self.base_momentum <= 1.0:
+            raise ValueError(f"loss.base_momentum must be in [0, 1], got {self.base_momentum}")
+
+
+def _check_weights(section: str, **weights: float) -> None:
+    # Term weights: each >= 0 and at least one > 0 (a zero-weight term is not traced).
+    if any(w < 0 for w in weights.values()) or not any(w > 0 for w in weights.values()):
+        names = ", ".join(f"{section}.{k}={w}" for k, w in weights.items())
+        raise ValueError(f"{names}: each must be >= 0 and at least one > 0")
+
+
+@dataclass(frozen=True, kw_only=True)
+class AclEcgConfig:
+    w_global: float = 1.0  # NT-Xent over global projections
+    w_intra: float = 1.0  # same region across records
+    w_inter: float = 0.5  # other regions of the same record
+
+    def __post_init__(self):
+        _check_weights(
+            "acl_ecg", w_global=self.w_global, w_intra=self.w_intra, w_inter=self.w_inter
+        )
+
+
+@dataclass(frozen=True, kw_only=True)
+class DlcConfig:
+    w_intra: float = 1.0  # same lead across records
+    w_inter: float = 1.0  # other leads of the same record
+
+    def __post_init__(self):
+        _check_weights("dlc", w_intra=self.w_intra, w_inter=self.w_inter)
+
+
+@dataclass(frozen=True, kw_only=True)
+class BarlowTwinsConfig:
+    lambd: float = 5e-3  # off-diagonal weight lambda (Zbontar et al. 2021)
+    eps: float = 1e-5  # added to the variance when standardizing (BatchNorm's default)
+    projector_layers: int = 3  # Linear layers in the projector (paper: 3)
+
+    def __post_init__(self):
+        if not self.lambd >= 0:
+            raise ValueError(f"barlow_twins.lambd must be >= 0, got {self.lambd}")
+        if not self.eps > 0 or self.projector_layers < 1:
+            raise ValueError(
+                f"barlow_twins.eps must be > 0 and barlow_twins.projector_layers >= 1, got "
+                f"{self.eps}, {self.projector_layers}"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class VicregConfig:
+    sim_weight: float = 25.0  # invariance weight lambda (Bardes et al. 2022)
+    var_weight: float = 25.0  # variance weight mu
+    cov_weight: float = 1.0  # covariance weight nu
+    eps: float = 1e-4  # inside the square root of the variance term
+    projector_layers: int = 3  # Linear layers in the projector (paper: 3)
+
+    def __post_init__(self):
+        _check_weights(
+            "vicreg",
+            sim_weight=self.sim_weight,
+            var_weight=self.var_weight,
+            cov_weight=self.cov_weight,
+        )
+        if not self.eps > 0 or self.projector_layers < 1:
+            raise ValueError(
+                f"vicreg.eps must be > 0 and vicreg.projector_layers >= 1, got {self.eps}, "
+                f"{self.projector_layers}"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class LcdConfig:
+    lambda_dec: float = 1.0  # weight of the cross-lead decorrelation term
+    eps: float = 1e-5  # added to the variance when standardizing
+
+    def __post_init__(self):
+        if not self.lambda_dec >= 0 or not self.eps > 0:
+            raise ValueError(
+                f"lcd.lambda_dec must be >= 0 and lcd.eps > 0, got {self.lambda_dec}, {self.eps}"
+            )
+
+
+@dataclass(frozen=True, kw_only=True)
+class MocoConfig:
+    queue_size: int = 0  # past keys kept per view as extra negatives; 0 = off (MoCo v3)
+
+    def __post_init__(self):
+        if self.queue_size < 0:
+            raise ValueError(f"moco.queue_size must be >= 0, got {self.queue_size}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -162,6 +248,11 @@ class CoreEcgConfig:
                 f"core_ecg.w_rec ({self.w_rec}) and core_ecg.w_con ({self.w_con}) must be "
                 ">= 0 and not both 0"
             )
+        for name in ("time_ratio", "lead_prob", "keep_one_prob"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"core_ecg.{name} must be in [0, 1], got {getattr(self, name)}")
+        if int(self.span) != self.span or self.span < 1:
+            raise ValueError(f"core_ecg.span must be an int >= 1 (patches), got {self.span}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -205,6 +296,12 @@ class Config:
     clear: ClearConfig = field(default_factory=ClearConfig)  # objective 'clear' only
     core_ecg: CoreEcgConfig = field(default_factory=CoreEcgConfig)  # objective 'core_ecg' only
     beat_ssl: BeatSslConfig = field(default_factory=BeatSslConfig)  # objective 'beat_ssl' only
+    acl_ecg: AclEcgConfig = field(default_factory=AclEcgConfig)  # objective 'acl_ecg' only
+    dlc: DlcConfig = field(default_factory=DlcConfig)  # objective 'dlc' only
+    barlow_twins: BarlowTwinsConfig = field(default_factory=BarlowTwinsConfig)
+    vicreg: VicregConfig = field(default_factory=VicregConfig)  # objective 'vicreg' only
+    lcd: LcdConfig = field(default_factory=LcdConfig)  # objective 'lcd' only
+    moco: MocoConfig = field(default_factory=MocoConfig)  # objective 'moco' only
 
 
 class ConfigError(ValueError):
@@ -304,8 +401,45 @@ def to_dict(cfg: Config) -> dict[str, Any]:
     return dataclasses.asdict(cfg)
 
 
+# Keys that lived in `loss` before each method got its own section: old key -> (section, key).
+# w_intra / w_inter were shared by ACL-ECG and DLC; they go to the stored objective's section.
+_MOVED_LOSS_KEYS = {
+    "w_global": ("acl_ecg", "w_global"),
+    "w_intra": ("acl_ecg", "w_intra"),
+    "w_inter": ("acl_ecg", "w_inter"),
+    "bt_lambda": ("barlow_twins", "lambd"),
+    "vicreg_sim": ("vicreg", "sim_weight"),
+    "vicreg_var": ("vicreg", "var_weight"),
+    "vicreg_cov": ("vicreg", "cov_weight"),
+    "lcd_lambda_dec": ("lcd", "lambda_dec"),
+    "queue_size": ("moco", "queue_size"),
+}
+
+
+def _migrate(d: dict[str, Any]) -> dict[str, Any]:
+    """A stored config dict with pre-section `loss.*` keys moved to their method sections."""
+    loss = d.get("loss")
+    if not isinstance(loss, dict) or not set(loss) & set(_MOVED_LOSS_KEYS):
+        return d
+    d = {**d, "loss": dict(loss)}
+    for old, (section, key) in _MOVED_LOSS_KEYS.items():
+        if old not in d["loss"]:
+            continue
+        value = d["loss"].pop(old)
+        if d.get("objective") == "dlc" and section == "acl_ecg":
+            if old == "w_global":
+                continue  # DLC had no global term
+            section = "dlc"
+        d[section] = {**d.get(section, {}), key: value}
+    return d
+
+
 def from_dict(d: dict[str, Any]) -> Config:
-    """Rebuilds a Config from `to_dict` output (e.g. the JSON stored in a checkpoint)."""
+    """Rebuilds a Config from `to_dict` output (e.g. the JSON stored in a checkpoint).
+
+    Dicts written before the method sections existed (`loss.w_inter`, `loss.bt_lambda`, ...)
+    are migrated, so old workdirs still resume and evaluate.
+    """
 
     def build(cls, values):
         hints = _field_types(cls)
@@ -325,7 +459,7 @@ def from_dict(d: dict[str, Any]) -> Config:
                 kwargs[k] = v
         return cls(**kwargs)
 
-    return build(Config, d)
+    return build(Config, _migrate(d))
 
 
 def to_json(cfg: Config) -> str:
@@ -333,14 +467,23 @@ def to_json(cfg: Config) -> str:
 
 
 __all__ = [
+    "AclEcgConfig",
     "AugmentConfig",
+    "BarlowTwinsConfig",
+    "BeatSslConfig",
+    "ClearConfig",
     "Config",
     "ConfigError",
+    "CoreEcgConfig",
     "DataConfig",
+    "DlcConfig",
+    "LcdConfig",
     "LossConfig",
+    "MocoConfig",
     "ModelConfig",
     "OptimConfig",
     "TrainConfig",
+    "VicregConfig",
     "apply_overrides",
     "from_dict",
     "load_config",

@@ -84,7 +84,7 @@ def main() -> None:
         "--ablations",
         default="",
         help="extra rows LABEL=METHOD:KEY=VALUE[:KEY=VALUE...] separated by commas, e.g. "
-        "acl_ecg_no_inter=acl_ecg:loss.w_inter=0 (config overrides on top of the method's)",
+        "acl_ecg_no_inter=acl_ecg:acl_ecg.w_inter=0 (config overrides on top of the method's)",
     )
     p.add_argument("--workroot", default="/tmp/acl_compare")
     p.add_argument("--out", default="bench/results/compare_methods")

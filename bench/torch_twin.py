@@ -1,6 +1,6 @@
 """PyTorch twin of acl_jax's ACL-ECG pretraining step, for side-by-side throughput (bench only).
 
-An independent implementation of the same computation as `acl_jax.objectives.contrastive.AclEcg`
+An independent implementation of the same computation as `acl_jax.objectives.acl_ecg.AclEcg`
 inside `acl_jax.train.step.make_train_step`:
   * augmentations (default chain, batched here instead of vmapped): scale_crop, cycle_mask,
     time_shift, gaussian_noise, two independent views per record;
@@ -173,20 +173,20 @@ def _info_nce(anchors, candidates, positive, mask, tau):
 
 
 def acl_ecg_loss(g1, g2, r1, r2, region_mask, cfg: Config):
-    lc = cfg.loss
+    lc, tau = cfg.acl_ecg, cfg.loss.temperature
     n, num_r = r1.shape[:2]
     g = F.normalize(torch.cat([g1, g2]), dim=-1, eps=1e-12)  # (2N, P)
     idx = torch.arange(2 * n)
     not_self = idx[None, :] != idx[:, None]
     positive = (idx + n) % (2 * n)
-    loss_g, _ = _info_nce(g, g, positive, not_self, lc.temperature)
+    loss_g, _ = _info_nce(g, g, positive, not_self, tau)
     loss = lc.w_global * loss_g.mean()
     u = F.normalize(torch.cat([r1, r2]), dim=-1, eps=1e-12)  # (2N, R, P)
     valid = torch.cat([region_mask, region_mask]) > 0.5  # (2N, R)
     if lc.w_intra > 0:
         ur = u.transpose(0, 1)  # (R, 2N, P)
         mask = not_self[None] & valid.T[:, None, :]
-        li, _ = _info_nce(ur, ur, positive, mask, lc.temperature)  # (R, 2N)
+        li, _ = _info_nce(ur, ur, positive, mask, tau)  # (R, 2N)
         va = valid.T.float()
         count = va.sum(1)
         per_region = (li * va).sum(1) / count.clamp(min=1.0)
@@ -197,7 +197,7 @@ def acl_ecg_loss(g1, g2, r1, r2, region_mask, cfg: Config):
         slot = torch.cat([region_mask, region_mask], dim=1) > 0.5  # (N, 2R)
         ridx = torch.arange(2 * num_r)
         mask = (ridx[None, :] != ridx[:, None])[None] & slot[:, None, :]
-        lx, _ = _info_nce(emb, emb, (ridx + num_r) % (2 * num_r), mask, lc.temperature)
+        lx, _ = _info_nce(emb, emb, (ridx + num_r) % (2 * num_r), mask, tau)
         slot_f = slot.float()
         loss = loss + lc.w_inter * (lx * slot_f).sum() / slot_f.sum().clamp(min=1.0)
     return loss

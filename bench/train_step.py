@@ -51,7 +51,7 @@ from acl_jax.config import Config, ModelConfig, load_config  # noqa: E402
 from acl_jax.data import pipeline  # noqa: E402
 from acl_jax.leads import LEAD_INDEX  # noqa: E402
 from acl_jax.objectives import build_pretrainer  # noqa: E402
-from acl_jax.objectives.base import TwoViews  # noqa: E402
+from acl_jax.objectives.two_view import TwoViews  # noqa: E402
 from acl_jax.train.optim import make_optimizer  # noqa: E402
 from acl_jax.train.step import DATA_AXIS, make_mesh, make_train_step, place_model, shard_batch  # noqa: E402,E501
 
@@ -169,7 +169,7 @@ class Jax:
         views = TwoViews(cfg, fs)
         # The keys must be split over "data" like the batch (explicit-sharding mesh).
         self.views = jax.jit(
-            lambda keys, batch: views(jax.sharding.reshard(keys, P(DATA_AXIS)), batch)
+            lambda keys, batch: views(batch, jax.sharding.reshard(keys, P(DATA_AXIS)))
         )
         self.keys = jax.random.split(jax.random.key(1), b)
 

@@ -39,6 +39,7 @@ Choices:
 """
 
 from acl_jax.config import (
+    AclEcgConfig,
     AugmentConfig,
     Config,
     DataConfig,
@@ -58,7 +59,8 @@ def get_config() -> Config:
         model=ModelConfig(
             widths=(8, 16, 32, 64), blocks=(1, 1, 1, 1), kernel=7, proj_hidden=256, proj_dim=128
         ),
-        loss=LossConfig(temperature=0.1, w_global=1.0, w_intra=1.0, w_inter=0.5),
+        loss=LossConfig(temperature=0.1),
+        acl_ecg=AclEcgConfig(w_global=1.0, w_intra=1.0, w_inter=0.5),
         optim=OptimConfig(name="adamw", lr=1e-3, warmup_steps=500),
         train=TrainConfig(steps=2000, log_every=50, ckpt_every=250, keep=3),
     )

@@ -12,7 +12,8 @@ Choices (acl_jax/objectives/barlow_twins.py has the formula):
 - Projector 3 x 512 (Linear-BN-ReLU, Linear-BN-ReLU, Linear): the paper's shape at 1/16 of its
   8192 width, to stay within the CPU budget (the paper's gains from width are reported at
   ImageNet scale; 512 >> the encoder's 64 features).
-- lambda = 5e-3 (the paper's), module default `BarlowTwinsParams`.
+- lambda = 5e-3 (the paper's): the `barlow_twins` section's default
+  (--config.barlow_twins.lambd).
 - AdamW at lr 1e-3 as for ACL-ECG, not the paper's LARS: the comparison isolates the objective.
 """
 

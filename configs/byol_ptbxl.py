@@ -13,7 +13,7 @@ Choices (acl_jax/objectives/byol.py has the formula):
 - Projector and predictor Linear(256)-BN-ReLU-Linear(128): the paper's shape (4096 -> 256) at
   the ACL-ECG head's widths; the predictor's hidden width is the projector's, as in the paper.
 - Target EMA momentum from 0.99 (not the paper's 0.996: a 1800-step run, not ~300k steps) to 1
-  with BYOL's cosine over train.steps (`MomentumOptions.base_momentum` in objectives/ema.py).
+  with BYOL's cosine over train.steps (loss.base_momentum; objectives/ema.py).
 - The target network normalizes with batch statistics (training mode), as deepmind-research.
 - AdamW at lr 1e-3 as for ACL-ECG, not the paper's LARS: the comparison isolates the objective.
   loss.temperature is unused.

@@ -2,7 +2,7 @@
 
 Same data, model, optimizer and steps budget as configs/acl_ecg_ptbxl.py (its docstring has the
 prepare command and the choices); only the objective differs. LCD's own settings are
-loss.lcd_lambda_dec = 1 and the shared EMA schedule (tau_base 0.99
+lcd.lambda_dec = 1 (the `lcd` section's default) and the shared EMA schedule (tau_base 0.99
 rising to 1 over cfg.train.steps, acl_jax/objectives/ema.py); the other cfg.loss fields
 are unused.
 

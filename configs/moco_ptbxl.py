@@ -14,7 +14,7 @@ Choices (acl_jax/objectives/moco.py has the formula):
 - Projector Linear(256)-BN-ReLU-Linear(128)-BN (ResNet MoCo v3 shape at the ACL-ECG head's
   widths), predictor Linear(256)-BN-ReLU-Linear(128).
 - Key-encoder EMA momentum 0.99 -> 1 with a cosine over train.steps (the paper's for ResNets);
-  no queue (queue_size 0, as in v3): negatives are the other view's keys of the global batch.
+  no queue (moco.queue_size 0, as in v3): negatives are the other view's keys of the global batch.
 - AdamW at lr 1e-3 as for ACL-ECG, not the paper's LARS: the comparison isolates the objective.
 """
 

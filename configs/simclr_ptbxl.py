@@ -9,7 +9,7 @@ objective changes, so the comparison isolates ACL-ECG's region terms.
   python -m acl_jax.eval --workdir runs/simclr_ptbxl --data data/prepared/ptbxl100 \
       --task superdiagnostic --out runs/simclr_ptbxl/eval_superdiagnostic.json
 
-Choices (acl_jax/objectives/contrastive.py and ntxent.py have the formula):
+Choices (acl_jax/objectives/simclr.py and ntxent.py have the formula):
 - NT-Xent at temperature 0.1 (loss.temperature, ACL-ECG's), negatives from every device.
 - AdamW at lr 1e-3 and batch 256 as for ACL-ECG, not the paper's LARS at batch 4096.
 """

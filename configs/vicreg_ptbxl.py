@@ -11,7 +11,8 @@ prepare commands and local variant there); only the objective and the projector 
 Choices (acl_jax/objectives/vicreg.py has the formula):
 - Projector ("expander") 3 x 512 (Linear-BN-ReLU, Linear-BN-ReLU, Linear): the paper's shape at
   1/16 of its 8192 width, to stay within the CPU budget.
-- Weights lambda = mu = 25, nu = 1, eps = 1e-4 (the paper's), module default `VICRegParams`.
+- Weights lambda = mu = 25, nu = 1, eps = 1e-4 (the paper's): the `vicreg` section's defaults
+  (--config.vicreg.KEY=VALUE).
 - AdamW at lr 1e-3 as for ACL-ECG, not the paper's LARS: the comparison isolates the objective.
 """
 

@@ -150,7 +150,7 @@ def _model_loss(model, batch, keys):
 
 @nnx.jit
 def _window_passes(model, batch, keys):
-    v1, v2 = model._views(keys, batch)
+    v1, v2 = model.views(batch, keys)
     model.encoder(v1.x, v1.lead_mask)
     model.encoder(v2.x, v2.lead_mask)
 

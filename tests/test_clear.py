@@ -11,15 +11,15 @@ import pytest
 from flax import nnx
 from jax import P
 
-from acl_jax.config import Config, load_config
+from acl_jax.config import ClearConfig, Config, load_config
 from acl_jax.models.hug import HugClassifier, HugHead
 from acl_jax.objectives import OBJECTIVES
-from acl_jax.objectives.clear import Clear, ClearConfig, reconstruction_loss
+from acl_jax.objectives.clear import Clear, reconstruction_loss
 from acl_jax.train.loop import replace, train
 from acl_jax.train.step import make_mesh, place_model, shard_batch
 
 REPO = Path(__file__).resolve().parent.parent
-TINY = ClearConfig(d_model=16, depth=1, heads=2, decoder_dim=16)
+TINY = Config(clear=ClearConfig(d_model=16, depth=1, heads=2, decoder_dim=16))
 # The registry line the lead adds to acl_jax/objectives/__init__.py; a no-op once it is there.
 OBJECTIVES.setdefault("clear", Clear)
 
@@ -89,7 +89,7 @@ def _batch(b=16, t=300, k=6, seed=0):
 def _loss_and_grads(devices, batch, keys):
     mesh = make_mesh(devices)
     with jax.set_mesh(mesh):
-        model = Clear(Config(), fs=100, bn_axis="data", rngs=nnx.Rngs(0), clear=TINY)
+        model = Clear(TINY, fs=100, bn_axis="data", rngs=nnx.Rngs(0))
         place_model(model, mesh)
 
         @nnx.shard_map(mesh=mesh, in_specs=(P(), P("data"), P("data")), out_specs=(P(), P()))
@@ -119,10 +119,10 @@ def test_pretrainer_loss_and_grads_eight_devices_equal_one():
 
 def test_pretrainer_masks_the_configured_fraction():
     batch = _batch(b=4)
-    model = Clear(Config(), fs=100, bn_axis=None, rngs=nnx.Rngs(0), clear=TINY)
+    model = Clear(TINY, fs=100, bn_axis=None, rngs=nnx.Rngs(0))
     keys = jax.random.split(jax.random.key(0), 4)
     masked, (pred, target, used) = nnx.jit(
-        lambda m, b, k: (m.sample_mask(k, b), m.reconstruct(b, m.sample_mask(k, b)))
+        lambda m, b, k: (m.sample_mask(b, k), m.reconstruct(b, m.sample_mask(b, k)))
     )(model, batch, keys)
     masked = np.asarray(masked)
     valid = (batch["rpeaks"] >= 0)[:, None, :] & (batch["lead_mask"] > 0)[:, :, None]
@@ -178,7 +178,7 @@ def test_hug_head_excludes_absent_leads_and_groups(pool):
 
 
 def test_hug_classifier_trains_head_and_freezes_encoder():
-    model = Clear(Config(), fs=100, bn_axis=None, rngs=nnx.Rngs(0), clear=TINY)
+    model = Clear(TINY, fs=100, bn_axis=None, rngs=nnx.Rngs(0))
     batch = _batch(b=4)
     batch["labels"] = np.eye(3, dtype=np.float32)[[0, 1, 2, 0]]
     for freeze in (True, False):

@@ -1,6 +1,5 @@
 """CoRe-ECG: FDA on a real record, STDM mask rules, loss vs NumPy, 8 devices == 1, training."""
 
-import dataclasses
 import json
 import warnings
 from pathlib import Path
@@ -202,7 +201,8 @@ def test_loss_eight_devices_equal_one():
 
 
 def _cfg(**model):
-    return replace(Config(), model={**TINY_MODEL, "proj_hidden": 16, "proj_dim": 8, **model})
+    model = {**TINY_MODEL, "proj_hidden": 16, "proj_dim": 8, **model}
+    return replace(Config(core_ecg=TINY), model=model)
 
 
 def _batch(b=16, t=100, seed=0):
@@ -215,7 +215,7 @@ def _batch(b=16, t=100, seed=0):
 def _loss_and_grads(devices, batch, keys):
     mesh = make_mesh(devices)
     with jax.set_mesh(mesh):
-        model = CoreEcg(_cfg(), fs=100, bn_axis="data", rngs=nnx.Rngs(0), core=TINY)
+        model = CoreEcg(_cfg(), fs=100, bn_axis="data", rngs=nnx.Rngs(0))
         place_model(model, mesh)
 
         @nnx.shard_map(mesh=mesh, in_specs=(P(), P("data"), P("data")), out_specs=(P(), P()))
@@ -244,7 +244,7 @@ def test_pretrainer_loss_and_grads_eight_devices_equal_one():
 
 
 def test_masked_tokens_never_reach_the_encoder_outputs():
-    model = CoreEcg(_cfg(), fs=100, bn_axis=None, rngs=nnx.Rngs(0), core=TINY)
+    model = CoreEcg(_cfg(), fs=100, bn_axis=None, rngs=nnx.Rngs(0))
     batch = _batch(b=4)
     keys = jax.random.split(jax.random.key(0), 4)
     masked = np.asarray(
@@ -265,7 +265,7 @@ def test_masked_tokens_never_reach_the_encoder_outputs():
 def test_feature_map_for_segmentation():
     """Per-patch features (LUDB segmentation): (B, P, D), mean over P = the pooled feature, and
     an absent lead's content never reaches them."""
-    model = CoreEcg(_cfg(), fs=100, bn_axis=None, rngs=nnx.Rngs(0), core=TINY)
+    model = CoreEcg(_cfg(), fs=100, bn_axis=None, rngs=nnx.Rngs(0))
     batch = _batch(b=4)
     lead_mask = np.asarray(batch["lead_mask"]).copy()
     lead_mask[:, 3] = 0.0
@@ -277,7 +277,7 @@ def test_feature_map_for_segmentation():
     junk = np.asarray(batch["signal"]).copy()
     junk[:, 3] = 1e3
     np.testing.assert_allclose(run(model, junk, lead_mask), fmap, rtol=1e-5, atol=1e-6)
-    assert hasattr(model.encoder.backbone, "features_map")  # segmentation's check_dense passes
+    assert model.encoder.dense  # segmentation's check_dense passes
 
 
 def test_config_loads_and_defaults_agree():
@@ -292,10 +292,10 @@ def test_config_loads_and_defaults_agree():
     assert fda_params(CoreEcgConfig()) == FdaParams()
     with pytest.raises(ValueError, match="model.arch=transformer"):
         CoreEcg(Config(), fs=100, bn_axis=None, rngs=nnx.Rngs(0))
-    with pytest.raises(ValueError, match="core_ecg.span"):
-        CoreEcg(
-            _cfg(), fs=100, bn_axis=None, rngs=nnx.Rngs(0), core=dataclasses.replace(TINY, span=0)
-        )
+    with pytest.raises(ValueError, match=r"core_ecg\.span must be an int >= 1"):
+        replace(_cfg(), core_ecg={"span": 0})
+    with pytest.raises(ValueError, match=r"core_ecg\.lead_prob must be in \[0, 1\]"):
+        replace(_cfg(), core_ecg={"lead_prob": 1.5})
 
 
 def test_training_reconstruction_loss_falls(prepared_sample, tmp_path):

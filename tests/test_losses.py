@@ -10,11 +10,12 @@ import numpy_reference as ref
 import pytest
 from jax import P
 
-from acl_jax.config import LossConfig
+from acl_jax.config import AclEcgConfig, LossConfig
 from acl_jax.objectives.acl_ecg import acl_ecg_loss
 from acl_jax.objectives.ntxent import nt_xent, nt_xent_with_metrics
 
-CFG = LossConfig(temperature=0.2, w_global=1.0, w_intra=0.7, w_inter=0.5)
+CFG = AclEcgConfig(w_global=1.0, w_intra=0.7, w_inter=0.5)
+TAU = 0.2
 
 
 def _inputs(seed, n=6, regions=4, dim=8):
@@ -30,7 +31,7 @@ def _inputs(seed, n=6, regions=4, dim=8):
 
 @functools.cache
 def _acl(cfg=CFG, axis_name=None):
-    return lambda g1, g2, r1, r2, m: acl_ecg_loss(g1, g2, r1, r2, m, cfg, axis_name)
+    return lambda g1, g2, r1, r2, m: acl_ecg_loss(g1, g2, r1, r2, m, cfg, TAU, axis_name)
 
 
 @functools.cache
@@ -154,8 +155,9 @@ def test_zero_weights_drop_terms():
     loss, metrics = _acl_jit(cfg)(np.full_like(g1, np.nan), g2, r1, r2, mask)
     assert "loss_global" not in metrics
     np.testing.assert_allclose(loss, 0.7 * full["loss_intra"] + 0.5 * full["loss_inter"], rtol=1e-5)
-    with pytest.raises(ValueError, match="at least one > 0"):
-        _acl(dataclasses.replace(CFG, w_global=0.0, w_intra=0.0, w_inter=0.0))(g1, g2, r1, r2, mask)
+    # All weights zero is refused where the settings are made: the config section.
+    with pytest.raises(ValueError, match=r"acl_ecg\.w_global=0\.0.*at least one > 0"):
+        dataclasses.replace(CFG, w_global=0.0, w_intra=0.0, w_inter=0.0)
 
 
 def test_temperature_sharpens_the_distribution():
@@ -171,8 +173,8 @@ def test_temperature_sharpens_the_distribution():
     # negative), sharpening makes the loss larger.
     wrong = [float(nt_xent(g1, np.roll(g1, 1, axis=0), t)) for t in (1.0, 0.1, 0.02)]
     assert np.all(np.diff(wrong) > 0), wrong
-    with pytest.raises(ValueError, match="temperature"):
-        nt_xent(g1, g2, 0.0)
+    with pytest.raises(ValueError, match=r"loss\.temperature must be > 0"):
+        LossConfig(temperature=0.0)
 
 
 def test_accuracy_is_one_for_identical_well_separated_views():

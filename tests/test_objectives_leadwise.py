@@ -14,11 +14,11 @@ import pytest
 from flax import nnx
 from jax import P
 
-from acl_jax.config import load_config
+from acl_jax.config import DlcConfig, LcdConfig, load_config
 from acl_jax.objectives import OBJECTIVES
-from acl_jax.objectives.dlc import Dlc, DlcConfig, dlc_loss
+from acl_jax.objectives.dlc import Dlc, dlc_loss
 from acl_jax.objectives.ema import Target, cosine_momentum
-from acl_jax.objectives.lcd import Lcd, LcdConfig, lcd_loss
+from acl_jax.objectives.lcd import Lcd, lcd_loss
 from acl_jax.train.checkpoint import load_pretrainer
 from acl_jax.train.loop import replace, train
 
@@ -72,8 +72,8 @@ def test_dlc_matches_numpy_reference():
     # A zero weight drops its term (not traced: NaN-free metrics without it).
     _, only_inter = _dlc(dataclasses.replace(DLC, w_intra=0.0))(z1, z2, valid)
     assert set(only_inter) == {"loss_inter", "acc_inter"}
-    with pytest.raises(ValueError, match="one > 0"):
-        _dlc(DlcConfig(w_intra=0.0, w_inter=0.0))(z1, z2, valid)
+    with pytest.raises(ValueError, match=r"dlc\.w_intra=0\.0.*at least one > 0"):
+        DlcConfig(w_intra=0.0, w_inter=0.0)
     with pytest.raises(ValueError, match=r"\(b, L, P\)"):
         _dlc()(z1, z2[:, :3], valid)
 
@@ -280,6 +280,6 @@ def test_ptbxl_configs_keep_the_acl_ecg_budget(name):
     cfg = load_config(configs / f"{name}_ptbxl.py")
     base = load_config(configs / "acl_ecg_ptbxl.py")
     assert cfg.objective == name
-    same = dataclasses.replace(cfg, objective=base.objective, loss=base.loss)
+    same = dataclasses.replace(cfg, objective=base.objective, loss=base.loss, dlc=base.dlc)
     assert same == base, "only the objective and its loss weights differ"
     assert cfg.loss.temperature == base.loss.temperature

@@ -17,8 +17,8 @@ from jax import P
 from acl_jax.config import load_config
 from acl_jax.objectives import OBJECTIVES
 from acl_jax.objectives.byol import BYOL, byol_loss
-from acl_jax.objectives.ema import MomentumOptions, Target, cosine_momentum, ema_update
-from acl_jax.objectives.moco import MoCoV3, Queue, enqueue, moco_loss
+from acl_jax.objectives.ema import Target, cosine_momentum, ema_update
+from acl_jax.objectives.moco import Queue, enqueue, moco_loss
 from acl_jax.objectives.simsiam import SimSiam, simsiam_loss
 from acl_jax.train.checkpoint import load_pretrainer
 from acl_jax.train.loop import replace, train
@@ -217,10 +217,10 @@ def test_byol_trains_and_resumes_exactly(prepared_sample, tmp_path, monkeypatch)
 
 
 @pytest.mark.slow
-def test_moco_with_queue_trains_and_resumes_exactly(prepared_sample, tmp_path, monkeypatch):
-    moco = functools.partial(MoCoV3, options=MomentumOptions(queue_size=40))
-    monkeypatch.setitem(OBJECTIVES, "moco", moco)
-    cfg = replace(_tiny_cfg(prepared_sample, "moco"), model={"lead_wise": False})
+def test_moco_with_queue_trains_and_resumes_exactly(prepared_sample, tmp_path):
+    cfg = replace(
+        _tiny_cfg(prepared_sample, "moco"), model={"lead_wise": False}, moco={"queue_size": 40}
+    )
     model = _resume_is_exact(cfg, tmp_path)  # the resumed run restarts from a 32-key queue
     assert _differs(model.target_projector, model.projector, Target, nnx.Param)
     assert isinstance(model.queue, Queue) and int(model.queue_len[...]) == 40  # 4 x 16 keys

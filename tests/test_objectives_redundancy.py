@@ -10,16 +10,16 @@ import numpy_reference_redundancy as ref
 import pytest
 from jax import P
 
-from acl_jax.config import load_config
+from acl_jax.config import BarlowTwinsConfig, VicregConfig, load_config
 from acl_jax.objectives import OBJECTIVES
-from acl_jax.objectives.barlow_twins import BarlowTwins, BarlowTwinsParams, barlow_twins_loss
-from acl_jax.objectives.vicreg import VICReg, VICRegParams, vicreg_loss
+from acl_jax.objectives.barlow_twins import BarlowTwins, barlow_twins_loss
+from acl_jax.objectives.vicreg import VICReg, vicreg_loss
 from acl_jax.train.loop import replace, train
 
 TINY = Path(__file__).resolve().parent.parent / "configs" / "tiny.py"
 
-BT = BarlowTwinsParams(lambd=0.05)  # larger than the paper's so the off-diagonal term shows
-VIC = VICRegParams(sim_weight=2.0, var_weight=3.0, cov_weight=0.5)
+BT = BarlowTwinsConfig(lambd=0.05)  # larger than the paper's so the off-diagonal term shows
+VIC = VicregConfig(sim_weight=2.0, var_weight=3.0, cov_weight=0.5)
 LOSSES = {
     "barlow_twins": lambda z1, z2, axis_name=None: barlow_twins_loss(z1, z2, BT, axis_name),
     "vicreg": lambda z1, z2, axis_name=None: vicreg_loss(z1, z2, VIC, axis_name),
@@ -70,7 +70,8 @@ def test_vicreg_matches_numpy_reference():
     assert min(terms.values()) > 1e-2  # every term contributes
     # The default weights are the paper's (25, 25, 1).
     paper_loss, _ = ref.vicreg(z1, z2, sim=25.0, var=25.0, cov=1.0)
-    np.testing.assert_allclose(jax.jit(vicreg_loss)(z1, z2)[0], paper_loss, rtol=2e-5)
+    paper = jax.jit(lambda a, b: vicreg_loss(a, b, VicregConfig()))
+    np.testing.assert_allclose(paper(z1, z2)[0], paper_loss, rtol=2e-5)
 
 
 MESH = jax.make_mesh((8,), ("data",))  # explicit axis type, as in the training step
@@ -136,15 +137,19 @@ def test_vicreg_collapse_is_penalized_and_ideal_views_only_pay_invariance():
 
 def test_bad_inputs_raise_clear_errors():
     z1, z2 = _inputs(3)
-    for fn, who in ((barlow_twins_loss, "barlow_twins_loss"), (vicreg_loss, "vicreg_loss")):
+    for fn, who, params in (
+        (barlow_twins_loss, "barlow_twins_loss", BT),
+        (vicreg_loss, "vicreg_loss", VIC),
+    ):
         with pytest.raises(ValueError, match=who + r" expects two \(b, P\)"):
-            fn(z1, z2[:, :3])
+            fn(z1, z2[:, :3], params)
         with pytest.raises(ValueError, match=who + ".*at least 2"):
-            fn(z1[:1], z2[:1])
-    with pytest.raises(ValueError, match="lambda must be >= 0"):
-        barlow_twins_loss(z1, z2, BarlowTwinsParams(lambd=-1.0))
-    with pytest.raises(ValueError, match="at least one > 0"):
-        vicreg_loss(z1, z2, VICRegParams(sim_weight=0.0, var_weight=0.0, cov_weight=0.0))
+            fn(z1[:1], z2[:1], params)
+    # Settings are refused where they are made: the config sections.
+    with pytest.raises(ValueError, match=r"barlow_twins\.lambd must be >= 0"):
+        BarlowTwinsConfig(lambd=-1.0)
+    with pytest.raises(ValueError, match=r"vicreg\.sim_weight=0\.0.*at least one > 0"):
+        VicregConfig(sim_weight=0.0, var_weight=0.0, cov_weight=0.0)
 
 
 @pytest.mark.parametrize(

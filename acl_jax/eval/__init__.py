@@ -2,7 +2,7 @@
 
 `evaluate(EvalArgs(...)) -> result dict` runs one protocol for one task; `python -m
 acl_jax.eval` is its command line. Only the ENCODER of the checkpoint is used, restored with
-the Pretrainer its stored config describes (any objective's encoder class).
+the objective model its stored config describes (any objective's encoder class).
 
 Tasks: the classification tasks of prepared data (acl_jax.eval.classification: protocols
 linear, finetune, hug) and `ludb_segmentation`, per-sample P/QRS/T labelling of raw LUDB

@@ -52,7 +52,7 @@ def _check_args(a: EvalArgs, manifest: dict) -> None:
 
 def check_hug(encoder, cfg: Config) -> None:
     """--protocol hug pools heartbeat tokens: only encoders that make them qualify."""
-    if not (features.needs_rpeaks(encoder) and hasattr(encoder, "tokens")):
+    if not encoder.beat_tokens:
         raise EvalError(
             f"--protocol hug needs an encoder with heartbeat (beat) tokens, but this checkpoint's "
             f"objective {cfg.objective!r} gives encoder {type(encoder).__name__}: use a `clear` "

@@ -26,6 +26,7 @@ from jax.experimental import multihost_utils
 
 from acl_jax.config import Config
 from acl_jax.data import pipeline
+from acl_jax.models.roles import Encoder
 from acl_jax.train.step import DATA_AXIS, shard_batch
 
 # Keys of a pipeline batch that modules read (signal (b, 12, W), lead_mask (b, 12), rpeaks (b, K)).
@@ -34,15 +35,10 @@ MODEL_KEYS = ("signal", "lead_mask", "rpeaks")
 Forward = Callable[[nnx.Module, Mapping[str, jax.Array]], jax.Array]
 
 
-def needs_rpeaks(encoder: nnx.Module) -> bool:
-    """True for heartbeat-token encoders, called as encoder(x, lead_mask, rpeaks)."""
-    return bool(getattr(encoder, "needs_rpeaks", False))
-
-
-def encode(encoder: nnx.Module, batch: Mapping[str, jax.Array]):
+def encode(encoder: Encoder, batch: Mapping[str, jax.Array]):
     """`encoder`'s Features of batch["signal"] (b, 12, W), with batch["lead_mask"] (b, 12) and,
     for encoders that need them, batch["rpeaks"] (b, K) window-relative (-1 padded)."""
-    if not needs_rpeaks(encoder):
+    if not encoder.needs_rpeaks:
         return encoder(batch["signal"], batch["lead_mask"])
     if "rpeaks" not in batch:
         raise ValueError(
@@ -52,7 +48,7 @@ def encode(encoder: nnx.Module, batch: Mapping[str, jax.Array]):
     return encoder(batch["signal"], batch["lead_mask"], batch["rpeaks"])
 
 
-def encoder_features(encoder: nnx.Module, batch: Mapping[str, jax.Array]) -> jax.Array:
+def encoder_features(encoder: Encoder, batch: Mapping[str, jax.Array]) -> jax.Array:
     """The encoder's global features (b, D): what the linear probe sees."""
     return encode(encoder, batch).global_
 

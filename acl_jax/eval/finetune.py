@@ -1,6 +1,6 @@
 """Fine-tuning: encoder + linear head trained on labelled train windows, early-stopped on val.
 
-The classifier is a `Pretrainer` whose `loss(batch, keys, axis_name)` is the supervised loss,
+The classifier is a `Trainable` whose `loss(batch, keys, axis_name)` is the supervised loss,
 so it trains with pretraining's own sharded step (`acl_jax.train.step.make_train_step`): the
 forward pass runs per device inside `nnx.shard_map`, BatchNorm statistics are those of the
 global batch (`bn_axis="data"`), and the loss is psum(local sums) / psum(local counts), the
@@ -33,11 +33,11 @@ from acl_jax.eval import features
 from acl_jax.eval.early_stopping import train_with_early_stopping
 from acl_jax.eval.metrics import macro_metrics
 from acl_jax.models.hug import HugClassifier, hug_probabilities
-from acl_jax.objectives.base import Pretrainer
+from acl_jax.models.roles import Trainable
 from acl_jax.train.step import DATA_AXIS
 
 
-class Classifier(Pretrainer):
+class Classifier(Trainable):
     """encoder -> global features (B, D) -> linear head -> logits (B, C)."""
 
     freeze_encoder = False  # fine-tuning trains everything
@@ -78,7 +78,7 @@ def hug_batch_probabilities(model: HugClassifier, batch: dict) -> jax.Array:
     return hug_probabilities(model, batch["signal"], batch["lead_mask"], batch["rpeaks"])
 
 
-def probabilities_fn(model: Pretrainer) -> features.Forward:
+def probabilities_fn(model: Trainable) -> features.Forward:
     """The (module, batch) -> (b, C) probability function of a classifier built here."""
     return hug_batch_probabilities if isinstance(model, HugClassifier) else class_probabilities
 
@@ -86,7 +86,7 @@ def probabilities_fn(model: Pretrainer) -> features.Forward:
 def synced_encoder(encoder: nnx.Module) -> nnx.Module:
     """A copy of the restored `encoder` (any type: ECGEncoder, CLEAR's BeatTransformer, ...)
     whose BatchNorm layers take their statistics over the global batch (axis "data"), as
-    pretraining's did. The restored Pretrainer was built with bn_axis=None for single-host
+    pretraining's did. The restored model was built with bn_axis=None for single-host
     inference; reusing its object keeps whatever architecture the objective built, where
     rebuilding would need to know every objective's encoder class. No BatchNorm: a plain copy.
     The copy has its own Variables (nnx.clone), so training it never changes `encoder`.

@@ -28,7 +28,7 @@ from acl_jax.eval.early_stopping import train_with_early_stopping
 from acl_jax.eval.finetune import FinetuneOptions, synced_encoder, trainable
 from acl_jax.eval.ludb_windows import NUM_LABELS, Windows, stitch
 from acl_jax.eval.metrics import dice_counts, dice_metrics
-from acl_jax.objectives.base import Pretrainer
+from acl_jax.models.roles import Trainable
 from acl_jax.train.step import shard_batch
 
 SEG_KEYS = ("signal", "lead_mask")  # what the model reads; training adds labels and valid
@@ -49,7 +49,7 @@ class SegHead(nnx.Module):
         return self.out(h)
 
 
-class Segmenter(Pretrainer):
+class Segmenter(Trainable):
     """encoder -> per-time features -> SegHead; trains with the pretraining step."""
 
     def __init__(self, encoder: nnx.Module, *, hidden: int, freeze_encoder: bool, rngs):

@@ -35,15 +35,16 @@ from acl_jax.eval.ludb_windows import (
 from acl_jax.eval.metrics import WAVES, dice_bootstrap_ci, dice_metrics
 from acl_jax.eval.seg_model import build_segmenter, predict, record_counts, train_segmenter
 from acl_jax.leads import LEAD_INDEX
+from acl_jax.models import ECGEncoder
 from acl_jax.train.step import make_mesh
 
 
 def check_dense(encoder, cfg: Config) -> None:
     """Segmentation needs per-time features: the encoder's features_map (ECGEncoder over a
     backbone with one, or CoRe-ECG's patch encoder)."""
-    backbone = getattr(encoder, "backbone", None)
-    if hasattr(encoder, "features_map") and hasattr(backbone, "features_map"):
+    if encoder.dense:
         return
+    backbone = encoder.backbone if isinstance(encoder, ECGEncoder) else None
     what = type(encoder).__name__ + (f" ({type(backbone).__name__})" if backbone else "")
     raise EvalError(
         f"--task ludb_segmentation needs per-time encoder features (features_map), but the "

@@ -1,8 +1,9 @@
-"""Flax NNX models: the ECG encoder family and projection heads."""
+"""Flax NNX models: the ECG encoder family, projection heads and the roles models play."""
 
 from acl_jax.models.encoder import BACKBONES, ECGEncoder, Features, masked_pool, register_backbone
 from acl_jax.models.heads import MLPHead
 from acl_jax.models.resnet1d import DEFAULT_LAYOUT, LAYOUTS, MaskedBatchNorm, ResNet1d
+from acl_jax.models.roles import Encoder, Trainable
 from acl_jax.models.transformer import PatchTransformer  # registers backbone "transformer"
 
 __all__ = [
@@ -10,11 +11,13 @@ __all__ = [
     "DEFAULT_LAYOUT",
     "LAYOUTS",
     "ECGEncoder",
+    "Encoder",
     "Features",
     "MLPHead",
     "MaskedBatchNorm",
     "PatchTransformer",
     "ResNet1d",
+    "Trainable",
     "masked_pool",
     "register_backbone",
 ]

@@ -31,6 +31,11 @@ import jax
 import jax.numpy as jnp
 
 
+def beat_window(fs: int, before_s: float, after_s: float) -> tuple[int, int]:
+    """(before, after) in samples at rate fs of a beat window [r - before_s, r + after_s)."""
+    return round(before_s * fs), max(1, round(after_s * fs))
+
+
 def cut_beats(x: jax.Array, rpeaks: jax.Array, before: int, after: int):
     """x (B, C, T), rpeaks (B, K) int (-1 = none) -> (beats (B, C, K, L), valid (B, K) bool).
 

@@ -45,6 +45,7 @@ from flax import nnx
 from acl_jax.config import ModelConfig
 from acl_jax.leads import LEAD_INDEX, NUM_LEADS, canonical_lead, region_matrix
 from acl_jax.models.resnet1d import ResNet1d
+from acl_jax.models.roles import Encoder
 
 
 class Features(NamedTuple):
@@ -115,7 +116,7 @@ def masked_pool(feats, weights):
     return total / jnp.maximum(count, 1.0)[..., None], count
 
 
-class ECGEncoder(nnx.Module):
+class ECGEncoder(Encoder):
     """x (B, 12, T) float32 mV, lead_mask (B, 12) 0/1 -> `Features` (see the module docstring).
 
     `backbone_options` are passed to the backbone factory (e.g. {"layout": "ncw"} for
@@ -197,6 +198,11 @@ class ECGEncoder(nnx.Module):
         h = h + embed.reshape(n_leads, *(1,) * (h.ndim - 3), self.dim)
         return jnp.where(keep, h, 0.0), present, mask, idx, raw
 
+    @property
+    def dense(self) -> bool:
+        # Backbones are registered factories; those with a per-time map define features_map.
+        return hasattr(self.backbone, "features_map")
+
     def features_map(self, x, lead_mask) -> jax.Array:
         """Per-time features for dense tasks (e.g. wave segmentation): (B, 12, T) -> (B, T', D).
 
@@ -205,7 +211,7 @@ class ECGEncoder(nnx.Module):
         map plus its lead embedding, then the mean over PRESENT leads (as `global_` is a mean
         over present leads), so one map describes the whole record at every time step.
         """
-        if not hasattr(self.backbone, "features_map"):
+        if not self.dense:
             raise ValueError(
                 f"backbone {type(self.backbone).__name__} (model.arch) has no features_map: "
                 "per-time features need a backbone that provides one (e.g. resnet1d)"

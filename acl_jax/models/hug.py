@@ -11,7 +11,7 @@ by all leads / groups: "lead-unified"); with pool="mean", a = 1 / count. An empt
 zero vector, so absent leads and groups contribute nothing to the logits. Leads in no region
 (aVR in the default regions) do not reach the head.
 
-`HugClassifier` wraps encoder + head as a trainable `Pretrainer` (loss = the supervised global
+`HugClassifier` wraps encoder + head as a `Trainable` (loss = the supervised global
 mean, as acl_jax.eval.finetune.Classifier), for `--protocol hug` of the eval binary.
 """
 
@@ -23,14 +23,12 @@ import optax
 from flax import nnx
 
 from acl_jax.leads import region_matrix
-from acl_jax.objectives.base import Pretrainer
-
-_MASKED = -1e9
+from acl_jax.models.roles import MASKED, Trainable
 
 
 def _pool(scores, feats, valid):
     """scores (..., S), feats (..., S, D), valid (..., S) bool -> (..., D); empty sets -> 0."""
-    w = jax.nn.softmax(jnp.where(valid, scores, _MASKED), axis=-1) * valid
+    w = jax.nn.softmax(jnp.where(valid, scores, MASKED), axis=-1) * valid
     return jnp.einsum("...s,...sd->...d", w, feats)
 
 
@@ -79,7 +77,7 @@ class HugHead(nnx.Module):
 
 def hug_features(encoder, x, lead_mask, rpeaks):
     """A CLEAR encoder's HUG inputs: (beats (B, 12, K, D), beat_valid (B, 12, K), lead_mask)."""
-    if not getattr(encoder, "needs_rpeaks", False):
+    if not encoder.beat_tokens:
         raise ValueError(
             f"--protocol hug needs a heartbeat-token encoder (objective 'clear'), got "
             f"{type(encoder).__name__}"
@@ -88,7 +86,7 @@ def hug_features(encoder, x, lead_mask, rpeaks):
     return t.beats, t.valid, t.lead_present.astype(jnp.float32)
 
 
-class HugClassifier(Pretrainer):
+class HugClassifier(Trainable):
     """CLEAR encoder -> beat tokens -> HugHead -> logits; trains with the pretraining step.
 
     `freeze_encoder`: features pass through stop_gradient, so the encoder gets zero gradients

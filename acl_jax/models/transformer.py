@@ -35,8 +35,7 @@ from flax import nnx
 from acl_jax.leads import NUM_LEADS, region_matrix
 from acl_jax.models import beats as beat_tokens
 from acl_jax.models.encoder import Features, masked_pool, register_backbone
-
-_MASKED = -1e9
+from acl_jax.models.roles import MASKED, Encoder
 
 
 @functools.lru_cache(maxsize=16)
@@ -69,7 +68,7 @@ class Attention(nnx.Module):
         q, k, v = jnp.moveaxis(self.qkv(x).reshape(b, n, 3, self.heads, d // self.heads), 2, 0)
         logits = jnp.einsum("bqhd,bkhd->bhqk", q, k) / math.sqrt(d // self.heads)
         if mask is not None:
-            logits = jnp.where(mask, logits, _MASKED)
+            logits = jnp.where(mask, logits, MASKED)
         weights = jax.nn.softmax(logits, axis=-1)
         return self.out(jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(b, n, d))
 
@@ -171,10 +170,11 @@ class BeatTokens(NamedTuple):
     signal_beats: jax.Array  # (B, 12, K, L) the raw beats (reconstruction targets)
 
 
-class BeatTransformer(nnx.Module):
+class BeatTransformer(Encoder):
     """CLEAR's heartbeat-token encoder (module docstring); `before`/`after` in samples."""
 
     needs_rpeaks = True
+    beat_tokens = True
 
     def __init__(self, *, before, after, dim, depth, heads, mlp_ratio, regions, rngs: nnx.Rngs):
         self.before, self.after, self.dim = before, after, dim

@@ -28,8 +28,8 @@ the same record in both views, a (2R - 1)-way InfoNCE when all regions are prese
 
 An anchor whose record has no other present region has only its positive: l_inter = log 1 = 0.
 
-L = w_global L_global + w_intra L_intra + w_inter L_inter; a term whose weight is 0 is not traced
-(the config is static) and its metrics are absent.
+L = w_global L_global + w_intra L_intra + w_inter L_inter, weights from cfg.acl_ecg; a term whose
+weight is 0 is not traced (the config is static) and its metrics are absent.
 
 Why within-record inter-region negatives: L_inter is meant to keep the regions of one heart apart
 (inferior vs lateral of the same beat), not to separate the same anatomy of different patients,
@@ -49,17 +49,13 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+from flax import nnx
 
-from acl_jax.config import LossConfig
-from acl_jax.objectives.ntxent import (
-    check_temperature,
-    gather,
-    global_sum,
-    info_nce,
-    l2_normalize,
-    nt_xent_with_metrics,
-    pair_indices,
-)
+from acl_jax.config import AclEcgConfig, Config
+from acl_jax.models import MLPHead
+from acl_jax.objectives.collectives import gather, global_sum, pair_indices
+from acl_jax.objectives.ntxent import info_nce, l2_normalize, nt_xent_with_metrics
+from acl_jax.objectives.two_view import TwoViewObjective
 
 # info_nce batched over a leading axis (regions for L_intra, records for L_inter) with a
 # positive index and temperature shared by every slice.
@@ -144,7 +140,7 @@ def inter_region_terms(
     return _safe_div(loss_sum, count), _safe_div(correct_sum, count)
 
 
-def _check_inputs(g1, g2, r1, r2, region_mask, cfg: LossConfig) -> None:
+def _check_inputs(g1, g2, r1, r2, region_mask) -> None:
     if g1.ndim != 2 or g1.shape != g2.shape:
         raise ValueError(f"acl_ecg_loss: g1, g2 must be (b, P) alike, got {g1.shape}, {g2.shape}")
     if r1.ndim != 3 or r1.shape != r2.shape:
@@ -156,13 +152,6 @@ def _check_inputs(g1, g2, r1, r2, region_mask, cfg: LossConfig) -> None:
             f"acl_ecg_loss: batch/region sizes disagree: g {g1.shape}, r {r1.shape}, "
             f"region_mask {region_mask.shape} (expected {r1.shape[:2]})"
         )
-    weights = (cfg.w_global, cfg.w_intra, cfg.w_inter)
-    if any(w < 0 for w in weights) or not any(w > 0 for w in weights):
-        raise ValueError(
-            f"cfg.loss weights (w_global, w_intra, w_inter) = {weights}: need all >= 0 and at "
-            "least one > 0"
-        )
-    check_temperature(cfg.temperature)
 
 
 def acl_ecg_loss(
@@ -171,18 +160,20 @@ def acl_ecg_loss(
     r1: jax.Array,
     r2: jax.Array,
     region_mask: jax.Array,
-    cfg: LossConfig,
+    cfg: AclEcgConfig,
+    temperature: float,
     axis_name: str | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """ACL-ECG loss (see module docstring) over the global batch.
 
     g1, g2: (b, P) global projections of views 1 and 2; r1, r2: (b, R, P) region projections;
-    region_mask: (b, R) float {0, 1}, the product of the two views' region masks; cfg: static
-    LossConfig. Returns (loss scalar, metrics) with metrics "loss_global", "acc_global",
-    "loss_intra", "acc_intra", "loss_inter", "acc_inter" for the terms whose weight is > 0.
+    region_mask: (b, R) float {0, 1}, the product of the two views' region masks; cfg: the static
+    term weights (cfg.acl_ecg); temperature = cfg.loss.temperature. Returns (loss scalar,
+    metrics) with metrics "loss_global", "acc_global", "loss_intra", "acc_intra", "loss_inter",
+    "acc_inter" for the terms whose weight is > 0.
     """
-    _check_inputs(g1, g2, r1, r2, region_mask, cfg)
-    tau = cfg.temperature
+    _check_inputs(g1, g2, r1, r2, region_mask)
+    tau = temperature
     metrics: dict[str, jax.Array] = {}
     loss = jnp.zeros((), jnp.float32)
     if cfg.w_global > 0:
@@ -201,3 +192,35 @@ def acl_ecg_loss(
             metrics |= {"loss_inter": loss_inter, "acc_inter": acc_inter}
             loss = loss + cfg.w_inter * loss_inter
     return loss, metrics
+
+
+class AclEcg(TwoViewObjective):
+    """ACL-ECG: global NT-Xent + intra-region consistency + inter-region discrimination.
+
+    Needs the lead-wise encoder (per-region features); the global and the region projections
+    use separate heads because they are asked for different invariances.
+    """
+
+    def __init__(self, cfg: Config, *, fs: int, bn_axis: str | None, rngs: nnx.Rngs):
+        if not cfg.model.lead_wise:
+            raise ValueError(
+                "objective 'acl_ecg' needs region features: set --config.model.lead_wise=true"
+            )
+        super().__init__(cfg, fs=fs, bn_axis=bn_axis, rngs=rngs)
+        m, dim = cfg.model, self.encoder.dim
+        self.global_head = MLPHead(dim, m.proj_hidden, m.proj_dim, bn_axis=bn_axis, rngs=rngs)
+        self.region_head = MLPHead(dim, m.proj_hidden, m.proj_dim, bn_axis=bn_axis, rngs=rngs)
+        self._weights, self._temperature = cfg.acl_ecg, cfg.loss.temperature
+
+    def loss(self, batch: dict, keys: jax.Array, axis_name: str | None):
+        v1, v2 = self.views(batch, keys)
+        f1 = self.encoder(v1.x, v1.lead_mask)
+        f2 = self.encoder(v2.x, v2.lead_mask)
+        g1, g2 = self.global_head(f1.global_), self.global_head(f2.global_)
+        # Empty regions (no present lead) stay out of the head's BatchNorm statistics.
+        r1 = self.region_head(f1.regions, f1.region_mask)
+        r2 = self.region_head(f2.regions, f2.region_mask)
+        region_mask = f1.region_mask * f2.region_mask
+        return acl_ecg_loss(
+            g1, g2, r1, r2, region_mask, self._weights, self._temperature, axis_name
+        )

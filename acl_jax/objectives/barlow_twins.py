@@ -5,7 +5,7 @@ and a projector, giving z1, z2 (N, P). Each dimension is standardized over the b
 
     zn_bi = (z_bi - mean_b z_bi) / sqrt(var_b z_bi + eps)      (biased variance, eps = 1e-5)
 
-and the cross-correlation matrix of the two views and the loss are
+and the cross-correlation matrix of the two views and the loss are (settings: cfg.barlow_twins)
 
     C_ij = (1 / N) sum_b zn1_bi zn2_bj                          (P, P)
     L    = sum_i (1 - C_ii)^2 + lambda * sum_{i != j} C_ij^2    (lambda = 5e-3)
@@ -29,35 +29,21 @@ squares): the one-pass E[z^2] - E[z]^2 loses digits in float32 when |mean| >> st
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 from flax import nnx
 from jax import lax
 
-from acl_jax.config import Config
-from acl_jax.models import ECGEncoder, MLPHead
-from acl_jax.objectives.base import Pretrainer, TwoViews
-from acl_jax.objectives.ntxent import global_sum
+from acl_jax.config import BarlowTwinsConfig, Config
+from acl_jax.models import MLPHead
+from acl_jax.objectives.collectives import global_count, global_sum
+from acl_jax.objectives.two_view import TwoViewObjective
 
 # Correlation matrices are tiny (P x P from b x P); full float32 keeps them exact on
 # accelerators whose default float32 matmul rounds inputs (TF32 on GPUs, bf16 passes on TPUs).
 _PRECISION = lax.Precision.HIGHEST
-
-
-@dataclass(frozen=True, kw_only=True)
-class BarlowTwinsParams:
-    """Barlow Twins hyperparameters (to move into `Config.loss` once it has these fields)."""
-
-    lambd: float = 5e-3  # off-diagonal weight lambda (paper: 5e-3)
-    eps: float = 1e-5  # added to the variance when standardizing (BatchNorm's default)
-    projector_layers: int = 3  # Linear layers in the projector (paper: 3)
-
-
-def global_count(b: int, axis_name: str | None) -> int:
-    """Global batch size N for a per-device batch of b rows (static)."""
-    return b if axis_name is None else b * lax.axis_size(axis_name)
 
 
 def check_pair(z1: jax.Array, z2: jax.Array, axis_name: str | None, who: str) -> int:
@@ -113,16 +99,15 @@ def cross_correlation(
 def barlow_twins_loss(
     z1: jax.Array,
     z2: jax.Array,
-    params: BarlowTwinsParams = BarlowTwinsParams(),
+    params: BarlowTwinsConfig,
     axis_name: str | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Barlow Twins loss (scalar, global) and metrics. z1, z2: (b, P) per-device projections.
+    """Barlow Twins loss (scalar, global) and metrics. z1, z2: (b, P) per-device projections;
+    params: cfg.barlow_twins.
 
     Metrics: loss_on_diag = sum_i (1 - C_ii)^2, loss_off_diag = sum_{i != j} C_ij^2 (unweighted),
     corr_diag = mean_i C_ii (1 when the views agree in every dimension).
     """
-    if not params.lambd >= 0:
-        raise ValueError(f"Barlow Twins lambda must be >= 0, got {params.lambd}")
     check_pair(z1, z2, axis_name, "barlow_twins_loss")
     c = cross_correlation(z1, z2, params.eps, axis_name)
     diag = jnp.diagonal(c)
@@ -132,19 +117,14 @@ def barlow_twins_loss(
     return loss, {"loss_on_diag": on_diag, "loss_off_diag": off_diag, "corr_diag": diag.mean()}
 
 
-class BarlowTwins(Pretrainer):
-    """Barlow Twins pretrainer: encoder global features -> projector -> `barlow_twins_loss`."""
+class RedundancyReduction(TwoViewObjective):
+    """Encoder global features -> projector (`settings.projector_layers` Linear layers) ->
+    `loss_fn(z1, z2, settings, axis_name)`: Barlow Twins and VICReg differ only in the loss."""
 
-    def __init__(
-        self,
-        cfg: Config,
-        *,
-        fs: int,
-        bn_axis: str | None,
-        rngs: nnx.Rngs,
-    ):
-        params = BarlowTwinsParams(lambd=cfg.loss.bt_lambda)
-        self.encoder = ECGEncoder(cfg.model, bn_axis=bn_axis, rngs=rngs)
+    loss_fn: Callable
+
+    def __init__(self, cfg: Config, settings, *, fs: int, bn_axis: str | None, rngs: nnx.Rngs):
+        super().__init__(cfg, fs=fs, bn_axis=bn_axis, rngs=rngs)
         m = cfg.model
         self.projector = MLPHead(
             self.encoder.dim,
@@ -152,14 +132,21 @@ class BarlowTwins(Pretrainer):
             m.proj_dim,
             bn_axis=bn_axis,
             rngs=rngs,
-            num_layers=params.projector_layers,
+            num_layers=settings.projector_layers,
         )
-        self._views = TwoViews(cfg, fs)
-        self._params = params
+        self._settings = settings
 
     def loss(self, batch: dict, keys: jax.Array, axis_name: str | None):
-        v1, v2 = self._views(keys, batch)
-        z1 = self.projector(self.encoder(v1.x, v1.lead_mask).global_)
-        z2 = self.projector(self.encoder(v2.x, v2.lead_mask).global_)
-        loss, metrics = barlow_twins_loss(z1, z2, self._params, axis_name)
+        v1, v2 = self.views(batch, keys)
+        z1, z2 = self.project(self.projector, v1), self.project(self.projector, v2)
+        loss, metrics = type(self).loss_fn(z1, z2, self._settings, axis_name)
         return loss, {"loss": loss, **metrics}
+
+
+class BarlowTwins(RedundancyReduction):
+    """Barlow Twins pretrainer: `barlow_twins_loss` with cfg.barlow_twins."""
+
+    loss_fn = staticmethod(barlow_twins_loss)
+
+    def __init__(self, cfg: Config, *, fs: int, bn_axis: str | None, rngs: nnx.Rngs):
+        super().__init__(cfg, cfg.barlow_twins, fs=fs, bn_axis=bn_axis, rngs=rngs)

@@ -52,24 +52,14 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from acl_jax.config import BeatSslConfig, Config
-from acl_jax.models import ECGEncoder, MLPHead
-from acl_jax.models.beats import cut_beats
-from acl_jax.objectives.base import Pretrainer, TwoViews
+from acl_jax.config import Config
+from acl_jax.models import MLPHead
+from acl_jax.models.beats import beat_window, cut_beats
 from acl_jax.objectives.soft_contrast import soft_nt_xent
+from acl_jax.objectives.two_view import TwoViewObjective
 
 REQUIRED_OP = "vcg_rotate_scale"
 TIME_MOVING_OPS = ("scale_crop", "time_shift")
-
-
-def beat_ssl_config(cfg: Config) -> BeatSslConfig:
-    """The Beat-SSL settings of `cfg` (`--config.beat_ssl.*`)."""
-    return cfg.beat_ssl
-
-
-def beat_window(fs: int, c: BeatSslConfig) -> tuple[int, int]:
-    """(before, after) in samples at rate fs."""
-    return round(c.beat_before_s * fs), max(1, round(c.beat_after_s * fs))
 
 
 def select_beats(rpeaks: jax.Array, width: int, before: int, after: int, count: int):
@@ -90,19 +80,11 @@ def masked_mean(h: jax.Array, valid: jax.Array) -> tuple[jax.Array, jax.Array]:
     return total / jnp.maximum(count, 1.0)[:, None], count > 0
 
 
-class BeatSsl(Pretrainer):
+class BeatSsl(TwoViewObjective):
     """Beat-SSL pretrainer: shared ECGEncoder, rhythm and beat heads, soft-target contrast."""
 
-    def __init__(
-        self,
-        cfg: Config,
-        *,
-        fs: int,
-        bn_axis: str | None,
-        rngs: nnx.Rngs,
-        beat_ssl: BeatSslConfig | None = None,
-    ):
-        c = beat_ssl or beat_ssl_config(cfg)
+    def __init__(self, cfg: Config, *, fs: int, bn_axis: str | None, rngs: nnx.Rngs):
+        c = cfg.beat_ssl
         ops = cfg.augment.ops
         moving = [op for op in ops if op in TIME_MOVING_OPS]
         if REQUIRED_OP not in ops or moving:
@@ -111,19 +93,18 @@ class BeatSsl(Pretrainer):
                 f"moves time {TIME_MOVING_OPS} (the views must share R-peaks); got {ops}: set "
                 "--config.augment.ops=vcg_rotate_scale,gaussian_noise (configs/beat_ssl_ptbxl.py)"
             )
-        self.before, self.after = beat_window(fs, c)
+        self.before, self.after = beat_window(fs, c.beat_before_s, c.beat_after_s)
         if self.before + self.after > cfg.data.window:
             raise ValueError(
                 f"a beat of {self.before + self.after} samples (beat_ssl.beat_before_s + "
                 f"beat_after_s at {fs} Hz) does not fit in data.window={cfg.data.window}: "
                 "raise --config.data.window"
             )
-        self.encoder = ECGEncoder(cfg.model, bn_axis=bn_axis, rngs=rngs)
+        super().__init__(cfg, fs=fs, bn_axis=bn_axis, rngs=rngs)
         m = cfg.model
         d = self.encoder.dim
         self.rhythm_head = MLPHead(d, m.proj_hidden, m.proj_dim, bn_axis=bn_axis, rngs=rngs)
         self.beat_head = MLPHead(d, m.proj_hidden, m.proj_dim, bn_axis=bn_axis, rngs=rngs)
-        self._views = TwoViews(cfg, fs)
         self.beats_per_window = c.beats_per_window
         self.gamma, self.w_rhythm, self.w_beat = c.gamma, c.w_rhythm, c.w_beat
         self.temperature = cfg.loss.temperature
@@ -149,7 +130,7 @@ class BeatSsl(Pretrainer):
     def loss(self, batch: dict, keys: jax.Array, axis_name: str | None):
         if "rpeaks" not in batch:
             raise ValueError("objective 'beat_ssl' needs batch['rpeaks'] (acl_jax.data.pipeline)")
-        v1, v2 = self._views(keys, batch)
+        v1, v2 = self.views(batch, keys)
         width = v1.x.shape[-1]
         peaks, valid = select_beats(
             jnp.asarray(batch["rpeaks"], jnp.int32),
@@ -159,8 +140,7 @@ class BeatSsl(Pretrainer):
             self.beats_per_window,
         )
         valid = valid & (jnp.sum(batch["lead_mask"], axis=1) > 0)[:, None]
-        z1 = self.rhythm_head(self.encoder(v1.x, v1.lead_mask).global_)
-        z2 = self.rhythm_head(self.encoder(v2.x, v2.lead_mask).global_)
+        z1, z2 = self.project(self.rhythm_head, v1), self.project(self.rhythm_head, v2)
         h1 = self.encode_beats(v1.x, v1.lead_mask, peaks, valid)
         h2 = self.encode_beats(v2.x, v2.lead_mask, peaks, valid)
         flat_valid = valid.reshape(-1)

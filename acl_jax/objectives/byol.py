@@ -18,7 +18,7 @@ Choices:
   BYOL does (`is_training=True` for the target forward pass, its own `target_state`). Only
   its weights are EMAs; its running statistics are never used (evaluation reads the online
   encoder).
-- tau_base = 0.99 (not the paper's 0.996) for runs of ~2k steps: see `MomentumOptions`.
+- tau_base = cfg.loss.base_momentum, 0.99 (not the paper's 0.996) for runs of ~2k steps: see ema.py.
 - Global features (`Features.global_`), so it works with lead_wise true or false.
 - Optimizer: whatever cfg.optim says (AdamW in configs/byol_ptbxl.py), not the paper's LARS.
 """
@@ -30,17 +30,11 @@ import jax.numpy as jnp
 from flax import nnx
 
 from acl_jax.config import Config
-from acl_jax.models import ECGEncoder, MLPHead
-from acl_jax.objectives.base import Pretrainer, TwoViews
-from acl_jax.objectives.ema import (
-    MomentumOptions,
-    cosine_momentum,
-    ema_update,
-    make_target,
-    normalized_std,
-    options_from_config,
-)
-from acl_jax.objectives.ntxent import global_sum, l2_normalize
+from acl_jax.models import MLPHead
+from acl_jax.objectives.collectives import global_sum
+from acl_jax.objectives.ema import MomentumTargets, normalized_std
+from acl_jax.objectives.ntxent import l2_normalize
+from acl_jax.objectives.two_view import TwoViewObjective
 
 
 def check_pairs(name: str, *arrays: jax.Array) -> None:
@@ -74,47 +68,24 @@ def byol_loss(
     return 4.0 - 2.0 * mean_cos_sum, {"cos": mean_cos_sum / 2.0}
 
 
-class BYOL(Pretrainer):
-    """BYOL pretrainer: online encoder + projector + predictor, EMA target encoder + projector.
+class BYOL(MomentumTargets, TwoViewObjective):
+    """BYOL pretrainer: online encoder + projector + predictor, EMA target encoder + projector."""
 
-    `options` overrides the values `options_from_config(cfg)` would give (tests, notebooks).
-    """
-
-    def __init__(
-        self,
-        cfg: Config,
-        *,
-        fs: int,
-        bn_axis: str | None,
-        rngs: nnx.Rngs,
-        options: MomentumOptions | None = None,
-    ):
-        opts = options_from_config(cfg) if options is None else options
+    def __init__(self, cfg: Config, *, fs: int, bn_axis: str | None, rngs: nnx.Rngs):
+        super().__init__(cfg, fs=fs, bn_axis=bn_axis, rngs=rngs)
         m = cfg.model
-        self.encoder = ECGEncoder(m, bn_axis=bn_axis, rngs=rngs)
         self.projector = MLPHead(
             self.encoder.dim, m.proj_hidden, m.proj_dim, bn_axis=bn_axis, rngs=rngs
         )
         self.predictor = MLPHead(
-            m.proj_dim, opts.pred_hidden or m.proj_hidden, m.proj_dim, bn_axis=bn_axis, rngs=rngs
+            m.proj_dim, m.pred_hidden or m.proj_hidden, m.proj_dim, bn_axis=bn_axis, rngs=rngs
         )
-        # The target starts as an exact copy of the online encoder and projector (paper sec. 3.2).
-        self.target_encoder = make_target(self.encoder)
-        self.target_projector = make_target(self.projector)
-        self._views = TwoViews(cfg, fs)
-        self._base_momentum = opts.base_momentum
-        self._total_steps = cfg.train.steps
+        self.init_targets(cfg)
 
     def loss(self, batch: dict, keys: jax.Array, axis_name: str | None):
-        v1, v2 = self._views(keys, batch)
-        z1 = self.projector(self.encoder(v1.x, v1.lead_mask).global_)
-        z2 = self.projector(self.encoder(v2.x, v2.lead_mask).global_)
+        v1, v2 = self.views(batch, keys)
+        z1, z2 = self.project(self.projector, v1), self.project(self.projector, v2)
         t1 = self.target_projector(self.target_encoder(v1.x, v1.lead_mask).global_)
         t2 = self.target_projector(self.target_encoder(v2.x, v2.lead_mask).global_)
         loss, metrics = byol_loss(self.predictor(z1), self.predictor(z2), t1, t2, axis_name)
         return loss, {"loss": loss, **metrics, "z_std": normalized_std(z1, axis_name)}
-
-    def update_targets(self, step: jax.Array) -> None:
-        tau = cosine_momentum(step, self._total_steps, self._base_momentum)
-        ema_update(self.target_encoder, self.encoder, tau)
-        ema_update(self.target_projector, self.projector, tau)

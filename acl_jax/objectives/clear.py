@@ -34,28 +34,18 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from acl_jax.config import ClearConfig, Config
+from acl_jax.config import Config
 from acl_jax.leads import NUM_LEADS
-from acl_jax.models.beats import sample_beat_mask
+from acl_jax.models.beats import beat_window, sample_beat_mask
+from acl_jax.models.roles import Trainable
 from acl_jax.models.transformer import BeatTransformer, Decoder
-from acl_jax.objectives.base import Pretrainer
-from acl_jax.objectives.ntxent import global_sum
+from acl_jax.objectives.collectives import global_sum
 
 
-def clear_config(cfg: Config) -> ClearConfig:
-    """The CLEAR settings of `cfg` (`--config.clear.*`)."""
-    return cfg.clear
-
-
-def beat_window(fs: int, c: ClearConfig) -> tuple[int, int]:
-    """(before, after) in samples at rate fs."""
-    return round(c.beat_before_s * fs), max(1, round(c.beat_after_s * fs))
-
-
-def build_encoder(cfg: Config, *, fs: int, rngs: nnx.Rngs, clear: ClearConfig | None = None):
+def build_encoder(cfg: Config, *, fs: int, rngs: nnx.Rngs) -> BeatTransformer:
     """The CLEAR encoder for `cfg` at rate `fs` (the part downstream evaluation restores)."""
-    c = clear or clear_config(cfg)
-    before, after = beat_window(fs, c)
+    c = cfg.clear
+    before, after = beat_window(fs, c.beat_before_s, c.beat_after_s)
     return BeatTransformer(
         before=before,
         after=after,
@@ -89,22 +79,14 @@ def reconstruction_loss(
     return loss, {"loss_recon": loss, "num_masked": count}
 
 
-class Clear(Pretrainer):
+class Clear(Trainable):
     """CLEAR pretrainer: BeatTransformer encoder + light decoder, masked-beat reconstruction."""
 
-    def __init__(
-        self,
-        cfg: Config,
-        *,
-        fs: int,
-        bn_axis: str | None,
-        rngs: nnx.Rngs,
-        clear: ClearConfig | None = None,
-    ):
+    def __init__(self, cfg: Config, *, fs: int, bn_axis: str | None, rngs: nnx.Rngs):
         del bn_axis  # LayerNorm only: nothing to synchronize across devices
-        c = clear or clear_config(cfg)
-        self.encoder = build_encoder(cfg, fs=fs, rngs=rngs, clear=c)
-        before, after = beat_window(fs, c)
+        c = cfg.clear
+        self.encoder = build_encoder(cfg, fs=fs, rngs=rngs)
+        before, after = beat_window(fs, c.beat_before_s, c.beat_after_s)
         self.decoder = Decoder(
             c.d_model,
             c.decoder_dim,
@@ -117,7 +99,7 @@ class Clear(Pretrainer):
         self.mask_ratio = c.mask_ratio
         self.norm_target = c.norm_target
 
-    def sample_mask(self, keys: jax.Array, batch: dict) -> jax.Array:
+    def sample_mask(self, batch: dict, keys: jax.Array) -> jax.Array:
         """keys (b,) -> masked (b, 12, K) bool, per example (sample_beat_mask)."""
         valid = (batch["rpeaks"] >= 0)[:, None, :] & (batch["lead_mask"] > 0)[:, :, None]
         return jax.vmap(sample_beat_mask, in_axes=(0, 0, None))(keys, valid, self.mask_ratio)
@@ -133,7 +115,7 @@ class Clear(Pretrainer):
     def loss(self, batch: dict, keys: jax.Array, axis_name: str | None):
         if "rpeaks" not in batch:
             raise ValueError("objective 'clear' needs batch['rpeaks'] (acl_jax.data.pipeline)")
-        masked = self.sample_mask(keys, batch)
+        masked = self.sample_mask(batch, keys)
         pred, target, masked = self.reconstruct(batch, masked)
         loss, metrics = reconstruction_loss(pred, target, masked, self.norm_target, axis_name)
         return loss, metrics

@@ -31,9 +31,9 @@ from flax import nnx
 
 from acl_jax.augment import View, make_augment, pack_rpeaks, view_from_batch
 from acl_jax.config import Config
-from acl_jax.models import ECGEncoder, MLPHead
-from acl_jax.objectives.base import Pretrainer
+from acl_jax.models import MLPHead
 from acl_jax.objectives.multi_positive import multi_positive_nt_xent
+from acl_jax.objectives.two_view import TwoViewObjective
 
 
 def _check_even(width: int, where: str) -> None:
@@ -62,12 +62,12 @@ def split_halves(view: View) -> tuple[View, View]:
     )
 
 
-class Cmsc(Pretrainer):
+class Cmsc(TwoViewObjective):
     """CMSC: adjacent halves of one window as the two views, same-patient positives."""
 
     def __init__(self, cfg: Config, *, fs: int, bn_axis: str | None, rngs: nnx.Rngs):
         _check_even(cfg.data.window, "data.window")
-        self.encoder = ECGEncoder(cfg.model, bn_axis=bn_axis, rngs=rngs)
+        super().__init__(cfg, fs=fs, bn_axis=bn_axis, rngs=rngs)
         m = cfg.model
         self.head = MLPHead(self.encoder.dim, m.proj_hidden, m.proj_dim, bn_axis=bn_axis, rngs=rngs)
         # None when no ops are configured (the paper's CMSC): the halves are used as they are.
@@ -85,8 +85,7 @@ class Cmsc(Pretrainer):
 
     def loss(self, batch: dict, keys: jax.Array, axis_name: str | None):
         v1, v2 = self.views(batch, keys)
-        z1 = self.head(self.encoder(v1.x, v1.lead_mask).global_)
-        z2 = self.head(self.encoder(v2.x, v2.lead_mask).global_)
+        z1, z2 = self.project(self.head, v1), self.project(self.head, v2)
         patient = jnp.asarray(batch["patient"], jnp.int32)
         loss, metrics = multi_positive_nt_xent(z1, z2, patient, self._temperature, axis_name)
         return loss, {"loss": loss, **metrics}

@@ -52,15 +52,13 @@ from flax import nnx
 
 from acl_jax.augment import make_augment, view_from_batch
 from acl_jax.augment.frequency import FdaParams, fda
-from acl_jax.config import Config, CoreEcgConfig, ModelConfig
-from acl_jax.leads import NUM_LEADS
+from acl_jax.config import Config, CoreEcgConfig
 from acl_jax.models import MLPHead
-from acl_jax.models.encoder import BACKBONES, Features
-from acl_jax.models.transformer import Decoder, sinusoid
-from acl_jax.objectives.base import Pretrainer
+from acl_jax.models.core import CoreDecoder, CoreEncoder, masked_mean
+from acl_jax.models.roles import Trainable
 from acl_jax.objectives.clear import reconstruction_loss
 from acl_jax.objectives.ntxent import nt_xent_with_metrics
-from acl_jax.objectives.stdm import check_stdm, stdm_batch
+from acl_jax.objectives.stdm import stdm_batch
 
 
 def fda_params(c: CoreEcgConfig) -> FdaParams:
@@ -83,102 +81,6 @@ def stdm_params(c: CoreEcgConfig) -> dict:
     }
 
 
-def core_ecg_config(cfg: Config) -> CoreEcgConfig:
-    """The CoRe-ECG settings of `cfg` (`--config.core_ecg.*`)."""
-    return cfg.core_ecg
-
-
-def _masked_mean(h: jax.Array, weights: jax.Array) -> jax.Array:
-    """h (B, ..., D), weights (B, ...) 0/1 -> (B, D) mean over weighted positions (0 if none)."""
-    w = weights.reshape(weights.shape[0], -1).astype(jnp.float32)
-    total = jnp.einsum("bn,bnd->bd", w, h.reshape(w.shape + h.shape[-1:]))
-    return total / jnp.maximum(w.sum(axis=1), 1.0)[:, None]
-
-
-class CoreEncoder(nnx.Module):
-    """x (B, 12, T) mV, lead_mask (B, 12) -> Features(global_ (B, D), leads (B, 12, D))."""
-
-    def __init__(self, model: ModelConfig, core: CoreEcgConfig, *, rngs: nnx.Rngs):
-        if model.arch != "transformer":
-            raise ValueError(
-                f"objective 'core_ecg' runs on the transformer backbone, got model.arch="
-                f"{model.arch!r}: set --config.model.arch=transformer"
-            )
-        self.backbone = BACKBONES["transformer"](
-            NUM_LEADS,
-            model,
-            bn_axis=None,
-            rngs=rngs,
-            patch=core.patch,
-            heads=core.heads,
-            mlp_ratio=core.mlp_ratio,
-        )
-        self.dim, self.patch = self.backbone.dim, core.patch
-
-    def num_patches(self, t: int) -> int:
-        return -(-t // self.patch)
-
-    def patches(self, x: jax.Array, lead_mask: jax.Array) -> jax.Array:
-        """x (B, 12, T) -> (B, 12, P, patch) float32, absent leads zero, T zero-padded."""
-        b, c, t = x.shape
-        if c != NUM_LEADS or lead_mask.shape != (b, c):
-            raise ValueError(f"expected x (B, 12, T) and lead_mask (B, 12), got {x.shape}")
-        x = jnp.where(lead_mask[..., None] > 0, x, 0.0).astype(jnp.float32)
-        p = self.num_patches(t)
-        x = jnp.pad(x, ((0, 0), (0, 0), (0, p * self.patch - t)))
-        return x.reshape(b, c, p, self.patch)
-
-    def tokens(self, x, lead_mask, masked=None) -> tuple[jax.Array, jax.Array]:
-        """-> (h (B, 12, P, D), visible (B, 12, P) bool); `masked` (B, 12, P) bool or None."""
-        bb = self.backbone
-        patches = self.patches(x, lead_mask)
-        b, _, p, _ = patches.shape
-        h = bb.embed(patches) + bb.channel_embed[...][:, None]
-        h = h + sinusoid(jnp.arange(p) * self.patch, self.dim)
-        visible = jnp.broadcast_to((lead_mask > 0)[:, :, None], (b, NUM_LEADS, p))
-        if masked is not None:
-            visible = visible & ~masked
-        h = bb.body(h.reshape(b, -1, self.dim), visible.reshape(b, 1, 1, -1))
-        return h.reshape(b, NUM_LEADS, p, self.dim), visible
-
-    def features_map(self, x, lead_mask) -> jax.Array:
-        """Per-patch features for dense tasks (LUDB segmentation): (B, 12, T) -> (B, P, D),
-        each patch's tokens averaged over the present leads (absent leads are not attended to,
-        as in __call__); its mean over P is __call__'s global_."""
-        h, visible = self.tokens(x, lead_mask)
-        w = visible.astype(jnp.float32)
-        return jnp.einsum("blp,blpd->bpd", w, h) / jnp.maximum(w.sum(1), 1.0)[..., None]
-
-    def __call__(self, x, lead_mask) -> Features:
-        h, visible = self.tokens(x, lead_mask)
-        w = visible.astype(jnp.float32)
-        leads = jnp.einsum("blp,blpd->bld", w, h) / jnp.maximum(w.sum(-1), 1.0)[..., None]
-        return Features(global_=_masked_mean(h, visible), leads=leads)
-
-
-class CoreDecoder(nnx.Module):
-    """(h (B, 12, P, D), visible (B, 12, P), present (B, 12), guide (B, D)) -> (B, 12, P, patch)."""
-
-    def __init__(self, dim: int, core: CoreEcgConfig, *, rngs: nnx.Rngs):
-        init = jax.nn.initializers.normal(0.02)
-        self.mask_token = nnx.Param(init(rngs.params(), (dim,), jnp.float32))
-        self.lead_embed = nnx.Param(init(rngs.params(), (NUM_LEADS, dim), jnp.float32))
-        self.guide = nnx.Linear(dim, dim, rngs=rngs)
-        c = core
-        self.body = Decoder(
-            dim, c.decoder_dim, c.decoder_depth, c.heads, c.mlp_ratio, c.patch, rngs=rngs
-        )
-        self.patch = core.patch
-
-    def __call__(self, h, visible, present, guide):
-        b, c, p, d = h.shape
-        e = jnp.where(visible[..., None], h, self.mask_token[...])
-        e = e + self.lead_embed[...][:, None] + sinusoid(jnp.arange(p) * self.patch, d)
-        e = e + self.guide(guide)[:, None, None]
-        keys = jnp.broadcast_to(present[:, :, None], (b, c, p)).reshape(b, 1, 1, -1)
-        return self.body(e.reshape(b, c * p, d), keys).reshape(b, c, p, -1)
-
-
 def core_ecg_loss(pred, target, masked, z1, z2, *, core: CoreEcgConfig, temperature, axis_name):
     """pred, target (n, 12, P, L) (both views stacked), masked (n, 12, P) bool, z1, z2 (b, P')
     -> (L, metrics): L = w_rec L_rec + w_con L_con (module docstring), global over devices."""
@@ -189,20 +91,11 @@ def core_ecg_loss(pred, target, masked, z1, z2, *, core: CoreEcgConfig, temperat
     return loss, {**metrics, "num_masked": rec_m["num_masked"]}
 
 
-class CoreEcg(Pretrainer):
+class CoreEcg(Trainable):
     """CoRe-ECG pretrainer: CoreEncoder + projection head + guided decoder (module docstring)."""
 
-    def __init__(
-        self,
-        cfg: Config,
-        *,
-        fs: int,
-        bn_axis: str | None,
-        rngs: nnx.Rngs,
-        core: CoreEcgConfig | None = None,
-    ):
-        c = core or core_ecg_config(cfg)
-        check_stdm(c.time_ratio, c.span, c.lead_prob, c.keep_one_prob)
+    def __init__(self, cfg: Config, *, fs: int, bn_axis: str | None, rngs: nnx.Rngs):
+        c = cfg.core_ecg
         self.encoder = CoreEncoder(cfg.model, c, rngs=rngs)
         m = cfg.model
         self.head = MLPHead(self.encoder.dim, m.proj_hidden, m.proj_dim, bn_axis=bn_axis, rngs=rngs)
@@ -212,7 +105,7 @@ class CoreEcg(Pretrainer):
         self._core = c
         self._temperature = cfg.loss.temperature
 
-    def views(self, keys: jax.Array, batch: dict):
+    def views(self, batch: dict, keys: jax.Array):
         """keys (b,) -> (pre, inp) Views with x (2b, 12, W) (view a then b) and STDM keys (2b,)."""
         k = jax.vmap(lambda key: jax.random.split(key, 6))(keys)
         view = view_from_batch(batch)
@@ -225,11 +118,11 @@ class CoreEcg(Pretrainer):
     def forward(self, batch: dict, keys: jax.Array):
         """-> (pred, target (2b, 12, P, patch), masked (2b, 12, P), z_a, z_b (b, proj_dim))."""
         b = keys.shape[0]
-        pre, inp, mask_keys = self.views(keys, batch)
+        pre, inp, mask_keys = self.views(batch, keys)
         p = self.encoder.num_patches(inp.x.shape[-1])
         masked = stdm_batch(mask_keys, inp.lead_mask, p, **stdm_params(self._core)).masked
         h, visible = self.encoder.tokens(inp.x, inp.lead_mask, masked)
-        g = _masked_mean(h, visible)  # (2b, D)
+        g = masked_mean(h, visible)  # (2b, D)
         za, zb = self.head(g[:b]), self.head(g[b:])  # per view, as SimCLR: BN stats per view
         guide = jax.lax.stop_gradient(jnp.concatenate([g[b:], g[:b]]))  # the OTHER view's g
         pred = self.decoder(h, visible, inp.lead_mask > 0, guide)

@@ -30,8 +30,8 @@ anchor a = (i, l, v) with positive p = (i, l, v'):
 a (2L - 1)-way InfoNCE per record when all leads are present; a record with one valid lead gives
 l_inter = log 1 = 0 for it. This is `acl_ecg.inter_region_terms` with regions replaced by leads.
 
-L = w_intra L_intra + w_inter L_inter, weights from --config.loss.w_intra / w_inter
-(configs/dlc_ptbxl.py sets both to 1).
+L = w_intra L_intra + w_inter L_inter, weights --config.dlc.w_intra / w_inter (both 1 by
+default).
 
 Absent leads: a slot not in V is neither an anchor nor anyone's candidate, and its embedding is
 replaced by 0 before any arithmetic (`jnp.where`), so its content (even NaN) reaches neither the
@@ -45,28 +45,15 @@ same on every device, so `jax.grad` outside the shard_map equals the single-devi
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from acl_jax.config import Config
-from acl_jax.models import ECGEncoder, MLPHead
+from acl_jax.config import Config, DlcConfig
+from acl_jax.models import MLPHead
 from acl_jax.objectives.acl_ecg import inter_region_terms, per_unit_contrast_sums
-from acl_jax.objectives.base import Pretrainer, TwoViews
-from acl_jax.objectives.ntxent import (
-    check_temperature,
-    l2_normalize,
-)
-
-
-@dataclass(frozen=True, kw_only=True)
-class DlcConfig:
-    """DLC term weights; the pretrainer fills them from cfg.loss.w_intra and cfg.loss.w_inter."""
-
-    w_intra: float = 1.0  # same lead across records
-    w_inter: float = 1.0  # other leads of the same record
+from acl_jax.objectives.ntxent import l2_normalize
+from acl_jax.objectives.two_view import TwoViewObjective
 
 
 def intra_lead_terms(
@@ -96,7 +83,7 @@ def dlc_loss(
     """DLC loss (module docstring) over the global batch.
 
     z1, z2: (b, L, P) per-lead projections of views 1 and 2; lead_valid: (b, L) float {0, 1},
-    1 where the lead is present in both views; temperature > 0; cfg: static DlcConfig.
+    1 where the lead is present in both views; temperature > 0; cfg: static cfg.dlc.
     Returns (loss, metrics) with "loss_intra", "acc_intra", "loss_inter", "acc_inter" for the
     terms whose weight is > 0 (a zero-weight term is not traced).
     """
@@ -105,12 +92,6 @@ def dlc_loss(
             f"dlc_loss: z1, z2 must be (b, L, P) alike and lead_valid (b, L), got {z1.shape}, "
             f"{z2.shape}, {lead_valid.shape}"
         )
-    weights = (cfg.w_intra, cfg.w_inter)
-    if any(w < 0 for w in weights) or not any(w > 0 for w in weights):
-        raise ValueError(
-            f"DlcConfig weights (w_intra, w_inter) = {weights}: need both >= 0 and one > 0"
-        )
-    check_temperature(temperature)
     valid = lead_valid > 0.5
     # where, not multiply: an absent lead's content (even NaN) must not reach loss or gradient.
     u1 = l2_normalize(jnp.where(valid[..., None], z1, 0.0))
@@ -128,7 +109,7 @@ def dlc_loss(
     return loss, metrics
 
 
-class Dlc(Pretrainer):
+class Dlc(TwoViewObjective):
     """DLC pretrainer: lead-wise encoder + one per-lead MLP projection head shared over leads."""
 
     def __init__(self, cfg: Config, *, fs: int, bn_axis: str | None, rngs: nnx.Rngs):
@@ -136,17 +117,13 @@ class Dlc(Pretrainer):
             raise ValueError(
                 "objective 'dlc' needs per-lead features: set --config.model.lead_wise=true"
             )
-        check_temperature(cfg.loss.temperature)
-        self.encoder = ECGEncoder(cfg.model, bn_axis=bn_axis, rngs=rngs)
+        super().__init__(cfg, fs=fs, bn_axis=bn_axis, rngs=rngs)
         m = cfg.model
         self.head = MLPHead(self.encoder.dim, m.proj_hidden, m.proj_dim, bn_axis=bn_axis, rngs=rngs)
-        self._views = TwoViews(cfg, fs)
-        self._temperature = cfg.loss.temperature
-        # DLC's intra-/inter-lead weights are the config's within-/between-unit weights.
-        self._dlc = DlcConfig(w_intra=cfg.loss.w_intra, w_inter=cfg.loss.w_inter)
+        self._temperature, self._dlc = cfg.loss.temperature, cfg.dlc
 
     def loss(self, batch: dict, keys: jax.Array, axis_name: str | None):
-        v1, v2 = self._views(keys, batch)
+        v1, v2 = self.views(batch, keys)
         # The head's BatchNorm skips absent leads (mask), so they cannot skew its statistics.
         # encoded_mask: leads outside cfg.model.leads are never encoded and count as absent.
         m1, m2 = self.encoder.encoded_mask(v1.lead_mask), self.encoder.encoded_mask(v2.lead_mask)

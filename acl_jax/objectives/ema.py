@@ -1,5 +1,5 @@
-"""Shared machinery of the predictor objectives (BYOL, SimSiam, MoCo v3): momentum (EMA) target
-networks, their momentum schedule, the method options, the projector and a collapse metric.
+"""Shared machinery of the predictor objectives (BYOL, SimSiam, MoCo v3, LCD): momentum (EMA)
+target networks and their schedule (`MomentumTargets`), the projector and a collapse metric.
 
 Targets. A target network is a copy of online modules (encoder, projector) whose `nnx.Param`s
 are re-typed as `Target` variables: they live in the model state (so `nnx.state(model)` and
@@ -18,13 +18,18 @@ passes to `update_targets`), every target weight moves towards its online weight
 with K = cfg.train.steps: BYOL's schedule (Grill et al. 2020, sec. 3.2; deepmind-research's
 `target_ema(global_step)` is evaluated with the 0-based step of the update, hence k - 1), also
 MoCo v3's momentum schedule (Chen, Xie, He 2021). tau rises from tau_base to 1 at the end.
+
+tau_base = cfg.loss.base_momentum, 0.99 by default, not BYOL's 0.996: our runs are ~2k steps,
+not ~300k, and 1 / (1 - 0.99) = 100 steps of target memory suits them; BYOL's own ablation
+(Table 5a) puts 0.99 close to 0.996, and 0.99 is MoCo v3's default for ResNets.
+Predictor hidden width: cfg.model.pred_hidden, 0 picks the method's default (BYOL and MoCo v3:
+proj_hidden, as in the papers; SimSiam: proj_dim // 4, its bottleneck).
 """
 
 from __future__ import annotations
 
 import functools
 import math
-from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
@@ -32,48 +37,12 @@ from flax import nnx
 
 from acl_jax.config import Config
 from acl_jax.models.resnet1d import MaskedBatchNorm
-from acl_jax.objectives.ntxent import global_sum, l2_normalize
+from acl_jax.objectives.collectives import global_sum
+from acl_jax.objectives.ntxent import l2_normalize
 
 
 class Target(nnx.Variable):
     """A momentum-target weight: the EMA of a Param, never trained by the optimizer."""
-
-
-@dataclass(frozen=True, kw_only=True)
-class MomentumOptions:
-    """Options of the predictor objectives not (yet) in `Config`.
-
-    base_momentum: tau_base of the EMA schedule (BYOL, MoCo v3). 0.99, not BYOL's 0.996:
-      our runs are ~2k steps, not ~300k, and 1 / (1 - 0.99) = 100 steps of target memory
-      suits them; BYOL's own ablation (Table 5a) puts 0.99 close to 0.996, and 0.99 is
-      MoCo v3's default for ResNets.
-    pred_hidden: hidden width of the predictor MLP; 0 picks the method's default
-      (BYOL and MoCo v3: proj_hidden, as in both papers; SimSiam: proj_dim // 4, its bottleneck).
-    queue_size: MoCo only: past keys kept per view as extra negatives (0 = off, as in MoCo v3).
-    """
-
-    base_momentum: float = 0.99
-    pred_hidden: int = 0
-    queue_size: int = 0
-
-    def __post_init__(self):
-        if not 0.0 <= self.base_momentum <= 1.0:
-            raise ValueError(f"base_momentum must be in [0, 1], got {self.base_momentum}")
-        if self.pred_hidden < 0 or self.queue_size < 0:
-            raise ValueError(
-                f"pred_hidden and queue_size must be >= 0, got {self.pred_hidden}, "
-                f"{self.queue_size}"
-            )
-
-
-def options_from_config(cfg: Config) -> MomentumOptions:
-    """The momentum/predictor/queue options of `cfg` (loss.base_momentum, model.pred_hidden,
-    loss.queue_size)."""
-    return MomentumOptions(
-        base_momentum=cfg.loss.base_momentum,
-        pred_hidden=cfg.model.pred_hidden,
-        queue_size=cfg.loss.queue_size,
-    )
 
 
 def cosine_momentum(step: jax.Array, total_steps: int, base: float) -> jax.Array:
@@ -112,6 +81,23 @@ def ema_update(target: nnx.Module, online: nnx.Module, momentum: jax.Array) -> N
     for path, var in targets.items():
         online_value = jax.lax.stop_gradient(params[path][...])
         var[...] = momentum * var[...] + (1.0 - momentum) * online_value
+
+
+class MomentumTargets:
+    """Mixin for an objective with `encoder` and `projector`: `init_targets` copies them into
+    `target_encoder` and `target_projector`, which `update_targets` moves towards them."""
+
+    def init_targets(self, cfg: Config) -> None:
+        # The target starts as an exact copy of the online modules (BYOL sec. 3.2).
+        self.target_encoder = make_target(self.encoder)
+        self.target_projector = make_target(self.projector)
+        self._total_steps = cfg.train.steps
+        self._base_momentum = cfg.loss.base_momentum
+
+    def update_targets(self, step: jax.Array) -> None:
+        tau = cosine_momentum(step, self._total_steps, self._base_momentum)
+        ema_update(self.target_encoder, self.encoder, tau)
+        ema_update(self.target_projector, self.projector, tau)
 
 
 class Projector(nnx.Module):

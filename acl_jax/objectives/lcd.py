@@ -33,7 +33,7 @@ l != m}:
 
     L_dec^v = 1/|Q| sum_{(i,l,m) in Q} C^v_i[l, m]^2,   L_dec = (L_dec^1 + L_dec^2) / 2
 
-L = L_corr + lambda_dec L_dec.
+L = L_corr + lambda_dec L_dec (cfg.lcd.lambda_dec; eps = cfg.lcd.eps).
 
 Choices: the global standardization removes the component every lead shares (Barlow Twins'
 per-feature normalization), so C measures lead-specific information rather than a common offset;
@@ -46,7 +46,7 @@ cfg.model.proj_hidden.
 EMA (acl_jax.objectives.ema, shared with BYOL and MoCo v3): after optimizer update k (of
 K = cfg.train.steps), tau_k = 1 - (1 - tau_base) (cos(pi min(k - 1, K) / K) + 1) / 2 and
 theta' <- tau_k theta' + (1 - tau_k) theta over weights only, tau_base = 0.99
-(`ema.MomentumOptions.base_momentum`). The target starts as a copy of the online weights; its
+(cfg.loss.base_momentum). The target starts as a copy of the online weights; its
 BatchNorm layers use batch statistics like the online ones (their running statistics are
 ordinary BatchStat state).
 
@@ -61,30 +61,21 @@ on every device, so `jax.grad` outside the shard_map equals the single-device gr
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
 from jax import lax
 
-from acl_jax.config import Config
-from acl_jax.models import ECGEncoder, MLPHead
-from acl_jax.objectives.base import Pretrainer, TwoViews
-from acl_jax.objectives.ema import cosine_momentum, ema_update, make_target, options_from_config
-from acl_jax.objectives.ntxent import global_sum, l2_normalize
+from acl_jax.config import Config, LcdConfig
+from acl_jax.models import MLPHead
+from acl_jax.objectives.collectives import global_sum
+from acl_jax.objectives.ema import MomentumTargets
+from acl_jax.objectives.ntxent import l2_normalize
+from acl_jax.objectives.two_view import TwoViewObjective
 
 # The (L x L) correlations are tiny; full float32 keeps them exact on accelerators whose
 # default float32 matmul rounds its inputs (TF32, bf16 passes).
 _PRECISION = lax.Precision.HIGHEST
-
-
-@dataclass(frozen=True, kw_only=True)
-class LcdConfig:
-    """LCD hyperparameters; Lcd fills lambda_dec from cfg.loss.lcd_lambda_dec."""
-
-    lambda_dec: float = 1.0  # weight of the cross-lead decorrelation term
-    eps: float = 1e-5  # added to the variance when standardizing
 
 
 def _masked_mean(values: jax.Array, mask: jax.Array, axis_name: str | None) -> jax.Array:
@@ -122,7 +113,7 @@ def lcd_loss(p1, p2, t1, t2, y1, y2, lead_valid, cfg: LcdConfig, axis_name: str 
 
     p1, p2: (b, L, P) online predictions; t1, t2: (b, L, P) target projections (no gradient
     flows into them); y1, y2: (b, L, P) online projections; lead_valid: (b, L) float {0, 1},
-    1 where the lead is present in both views; cfg: static LcdConfig.
+    1 where the lead is present in both views; cfg: static cfg.lcd.
     Returns (loss, {"loss_corr", "loss_dec"}).
     """
     arrays = (p1, p2, t1, t2, y1, y2)
@@ -131,8 +122,6 @@ def lcd_loss(p1, p2, t1, t2, y1, y2, lead_valid, cfg: LcdConfig, axis_name: str 
             "lcd_loss: p1, p2, t1, t2, y1, y2 must all be (b, L, P) and lead_valid (b, L), got "
             f"{[a.shape for a in arrays]} and {lead_valid.shape}"
         )
-    if cfg.lambda_dec < 0 or cfg.eps <= 0:
-        raise ValueError(f"LcdConfig needs lambda_dec >= 0 and eps > 0, got {cfg}")
     valid = lead_valid > 0.5
     # where, not multiply: an absent lead's content (even NaN) must not reach loss or gradient.
     p1, p2, t1, t2, y1, y2 = (
@@ -146,7 +135,7 @@ def lcd_loss(p1, p2, t1, t2, y1, y2, lead_valid, cfg: LcdConfig, axis_name: str 
     return loss_corr + cfg.lambda_dec * loss_dec, {"loss_corr": loss_corr, "loss_dec": loss_dec}
 
 
-class Lcd(Pretrainer):
+class Lcd(MomentumTargets, TwoViewObjective):
     """LCD pretrainer: online encoder/projector/predictor and their momentum target."""
 
     def __init__(self, cfg: Config, *, fs: int, bn_axis: str | None, rngs: nnx.Rngs):
@@ -154,17 +143,12 @@ class Lcd(Pretrainer):
             raise ValueError(
                 "objective 'lcd' needs per-lead features: set --config.model.lead_wise=true"
             )
-        m = cfg.model
-        self.encoder = ECGEncoder(m, bn_axis=bn_axis, rngs=rngs)
-        dim = self.encoder.dim
+        super().__init__(cfg, fs=fs, bn_axis=bn_axis, rngs=rngs)
+        m, dim = cfg.model, self.encoder.dim
         self.projector = MLPHead(dim, m.proj_hidden, m.proj_dim, bn_axis=bn_axis, rngs=rngs)
         self.predictor = MLPHead(m.proj_dim, m.proj_hidden, m.proj_dim, bn_axis=bn_axis, rngs=rngs)
-        self.target_encoder = make_target(self.encoder)
-        self.target_projector = make_target(self.projector)
-        self._views = TwoViews(cfg, fs)
-        self._total_steps = cfg.train.steps
-        self._tau_base = options_from_config(cfg).base_momentum
-        self._lcd = LcdConfig(lambda_dec=cfg.loss.lcd_lambda_dec)
+        self.init_targets(cfg)
+        self._lcd = cfg.lcd
 
     def _branches(self, x, lead_mask):
         # Leads outside cfg.model.leads are never encoded: they count as absent.
@@ -176,13 +160,8 @@ class Lcd(Pretrainer):
         return y, p, lax.stop_gradient(t)
 
     def loss(self, batch: dict, keys: jax.Array, axis_name: str | None):
-        v1, v2 = self._views(keys, batch)
+        v1, v2 = self.views(batch, keys)
         y1, p1, t1 = self._branches(v1.x, v1.lead_mask)
         y2, p2, t2 = self._branches(v2.x, v2.lead_mask)
         valid = self.encoder.encoded_mask(v1.lead_mask) * self.encoder.encoded_mask(v2.lead_mask)
         return lcd_loss(p1, p2, t1, t2, y1, y2, valid, self._lcd, axis_name)
-
-    def update_targets(self, step: jax.Array) -> None:
-        tau = cosine_momentum(step, self._total_steps, self._tau_base)
-        ema_update(self.target_encoder, self.encoder, tau)
-        ema_update(self.target_projector, self.projector, tau)

@@ -14,7 +14,7 @@ the positive of local query j on device d is global key d * b + j. The factor 2 
 paper's (Algorithm 1, `CrossEntropyLoss()(logits, labels) * (2 * tau)`): it makes the
 gradient's scale independent of tau. tau = cfg.loss.temperature (paper: 0.2).
 
-Queue (off by default, as in v3): with queue_size Q > 0, two replicated non-Param variables
+Queue (off by default, as in v3): with cfg.moco.queue_size Q > 0, two replicated non-Param variables
 hold, per view, the last Q L2-normalized keys of that view (newest first) and the number of
 valid entries. Queries of view 1 add the view-2 queue to C (and vice versa), masked to its
 valid entries; after the loss the step's all-gathered keys are pushed to the front of the
@@ -35,29 +35,16 @@ from flax import nnx
 from jax import lax
 
 from acl_jax.config import Config
-from acl_jax.models import ECGEncoder, MLPHead
-from acl_jax.objectives.base import Pretrainer, TwoViews
+from acl_jax.models import MLPHead
 from acl_jax.objectives.byol import check_pairs
-from acl_jax.objectives.ema import (
-    MomentumOptions,
-    Projector,
-    cosine_momentum,
-    ema_update,
-    make_target,
-    options_from_config,
-)
-from acl_jax.objectives.ntxent import check_temperature, gather, global_sum, info_nce, l2_normalize
+from acl_jax.objectives.collectives import gather, gather_replicated, global_sum
+from acl_jax.objectives.ema import MomentumTargets, Projector
+from acl_jax.objectives.ntxent import info_nce, l2_normalize
+from acl_jax.objectives.two_view import TwoViewObjective
 
 
 class Queue(nnx.Variable):
     """MoCo's key queue (and its fill count): model state, never trained."""
-
-
-def _gather_replicated(x: jax.Array, axis_name: str | None) -> jax.Array:
-    # Invariant across devices (the same on each), so it can be stored in replicated state.
-    if axis_name is None:
-        return x
-    return lax.all_gather(x, axis_name, axis=0, tiled=True, to="invarying")
 
 
 def moco_loss(
@@ -78,7 +65,6 @@ def moco_loss(
     positive among C over the 2N queries}).
     """
     check_pairs("moco_loss", q1, q2, k1, k2)
-    check_temperature(temperature)
     b = q1.shape[0]
     u1, u2 = l2_normalize(k1), l2_normalize(k2)
     keys1 = lax.stop_gradient(gather(u1, axis_name))  # (N, P)
@@ -112,32 +98,19 @@ def enqueue(
     """
     size = queue.shape[1]
     new = jnp.stack(
-        [_gather_replicated(lax.stop_gradient(l2_normalize(k)), axis_name) for k in (k1, k2)]
+        [gather_replicated(lax.stop_gradient(l2_normalize(k)), axis_name) for k in (k1, k2)]
     )  # (2, N, P)
     merged = jnp.concatenate([new.astype(queue.dtype), queue], axis=1)[:, :size]
     return merged, jnp.minimum(queue_len + new.shape[1], size).astype(queue_len.dtype)
 
 
-class MoCoV3(Pretrainer):
+class MoCoV3(MomentumTargets, TwoViewObjective):
     """MoCo v3 pretrainer: query encoder + projector + predictor, momentum key encoder +
-    projector, optional key queue (`options.queue_size`).
+    projector, optional key queue (cfg.moco.queue_size)."""
 
-    `options` overrides the values `options_from_config(cfg)` would give (tests, notebooks).
-    """
-
-    def __init__(
-        self,
-        cfg: Config,
-        *,
-        fs: int,
-        bn_axis: str | None,
-        rngs: nnx.Rngs,
-        options: MomentumOptions | None = None,
-    ):
-        opts = options_from_config(cfg) if options is None else options
-        check_temperature(cfg.loss.temperature)
+    def __init__(self, cfg: Config, *, fs: int, bn_axis: str | None, rngs: nnx.Rngs):
+        super().__init__(cfg, fs=fs, bn_axis=bn_axis, rngs=rngs)
         m = cfg.model
-        self.encoder = ECGEncoder(m, bn_axis=bn_axis, rngs=rngs)
         self.projector = Projector(
             self.encoder.dim,
             m.proj_hidden,
@@ -148,23 +121,19 @@ class MoCoV3(Pretrainer):
             rngs=rngs,
         )
         self.predictor = MLPHead(
-            m.proj_dim, opts.pred_hidden or m.proj_hidden, m.proj_dim, bn_axis=bn_axis, rngs=rngs
+            m.proj_dim, m.pred_hidden or m.proj_hidden, m.proj_dim, bn_axis=bn_axis, rngs=rngs
         )
-        self.target_encoder = make_target(self.encoder)
-        self.target_projector = make_target(self.projector)
-        self._queue_size = opts.queue_size
-        if opts.queue_size:
-            self.queue = Queue(jnp.zeros((2, opts.queue_size, m.proj_dim), jnp.float32))
+        self.init_targets(cfg)
+        self._queue_size = cfg.moco.queue_size
+        if self._queue_size:
+            self.queue = Queue(jnp.zeros((2, self._queue_size, m.proj_dim), jnp.float32))
             self.queue_len = Queue(jnp.zeros((), jnp.int32))
-        self._views = TwoViews(cfg, fs)
         self._temperature = cfg.loss.temperature
-        self._base_momentum = opts.base_momentum
-        self._total_steps = cfg.train.steps
 
     def loss(self, batch: dict, keys: jax.Array, axis_name: str | None):
-        v1, v2 = self._views(keys, batch)
-        q1 = self.predictor(self.projector(self.encoder(v1.x, v1.lead_mask).global_))
-        q2 = self.predictor(self.projector(self.encoder(v2.x, v2.lead_mask).global_))
+        v1, v2 = self.views(batch, keys)
+        q1 = self.predictor(self.project(self.projector, v1))
+        q2 = self.predictor(self.project(self.projector, v2))
         k1 = self.target_projector(self.target_encoder(v1.x, v1.lead_mask).global_)
         k2 = self.target_projector(self.target_encoder(v2.x, v2.lead_mask).global_)
         if not self._queue_size:
@@ -176,8 +145,3 @@ class MoCoV3(Pretrainer):
         )
         self.queue[...], self.queue_len[...] = enqueue(queue, queue_len, k1, k2, axis_name)
         return loss, {"loss": loss, **metrics, "queue_len": queue_len.astype(jnp.float32)}
-
-    def update_targets(self, step: jax.Array) -> None:
-        tau = cosine_momentum(step, self._total_steps, self._base_momentum)
-        ema_update(self.target_encoder, self.encoder, tau)
-        ema_update(self.target_projector, self.projector, tau)

@@ -28,17 +28,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from acl_jax.objectives.ntxent import (
-    check_temperature,
-    gather,
-    global_sum,
-    l2_normalize,
-    pair_indices,
-)
-
-# As in ntxent.py: a large finite negative, so masked logits vanish from the softmax (and its
-# gradient) without producing inf - inf.
-_MASKED = -1e9
+from acl_jax.models.roles import MASKED
+from acl_jax.objectives.collectives import gather, global_sum, pair_indices
+from acl_jax.objectives.ntxent import l2_normalize
 
 
 def _check_inputs(z1: jax.Array, z2: jax.Array, ids: jax.Array) -> None:
@@ -69,7 +61,6 @@ def multi_positive_nt_xent(
     "positives" (mean |Pos(k)|: 1 when no id repeats), all global means over the 2N anchors.
     """
     _check_inputs(z1, z2, ids)
-    check_temperature(temperature)
     b = z1.shape[0]
     u1, u2 = l2_normalize(z1), l2_normalize(z2)
     candidates = jnp.concatenate([gather(u1, axis_name), gather(u2, axis_name)])  # (2N, P)
@@ -82,7 +73,7 @@ def multi_positive_nt_xent(
 
     allowed = jnp.arange(2 * n)[None, :] != self_index[:, None]  # (2b, 2N)
     positive = allowed & (candidate_ids[None, :] == anchor_ids[:, None])
-    logits = jnp.where(allowed, anchors @ candidates.T / temperature, _MASKED)
+    logits = jnp.where(allowed, anchors @ candidates.T / temperature, MASKED)
     log_prob = logits - jax.nn.logsumexp(logits, axis=1, keepdims=True)
     # The other view is always a positive, so num_pos >= 1 and no division by zero.
     num_pos = positive.sum(axis=1).astype(jnp.float32)

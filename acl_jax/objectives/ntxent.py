@@ -1,4 +1,5 @@
-"""NT-Xent (SimCLR, Chen et al. 2020) and the masked InfoNCE core it shares with ACL-ECG.
+"""NT-Xent (SimCLR, Chen et al. 2020), the masked InfoNCE core it shares with ACL-ECG, and the
+L2 normalization every embedding loss uses.
 
 For N examples with two views each, embeddings are L2-normalized, u = z / ||z||, giving 2N
 anchors a_k. With s(a, c) = a . c / tau, the positive p(k) of anchor k the other view of the same
@@ -7,13 +8,13 @@ example and C(k) = {all 2N embeddings} minus {a_k}:
     l_k = -s(a_k, a_p(k)) + log sum_{c in C(k)} exp s(a_k, c)
     L   = (1 / 2N) sum_k l_k
 
-Sharding (docs/contracts.md): called inside `jax.shard_map` over `axis_name`, each device holds
-b = N / n_devices examples. Candidates are the all-gathered embeddings of every device (global
-index: view 1 at [0, N), view 2 at [N, 2N), example j of device d at d * b + j); only the 2b
-local anchors are scored, and the result is psum(local sum) / 2N, the same on every device.
-`jax.grad` taken outside the shard_map then equals the single-device gradient, because the
-transpose of `all_gather` (a psum_scatter) returns each device's share of the candidate
-gradient to the device that owns those embeddings.
+Sharding (docs/contracts.md; helpers in acl_jax.objectives.collectives): called inside
+`jax.shard_map` over `axis_name`, each device holds b = N / n_devices examples. Candidates are
+the all-gathered embeddings of every device (global index: view 1 at [0, N), view 2 at [N, 2N),
+example j of device d at d * b + j); only the 2b local anchors are scored, and the result is
+psum(local sum) / 2N, the same on every device. `jax.grad` taken outside the shard_map then
+equals the single-device gradient, because the transpose of `all_gather` (a psum_scatter)
+returns each device's share of the candidate gradient to the device that owns those embeddings.
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-# Masked logits use a large finite negative, not -inf: exp() underflows to exactly 0, so the
-# softmax and its gradient ignore them, and a row with every entry masked stays finite.
-_MASKED = -1e9
+from acl_jax.models.roles import MASKED
+from acl_jax.objectives.collectives import gather, global_sum, pair_indices
+
 # Squared-norm floor for L2 normalization: a zero embedding (e.g. a region whose leads are all
 # dropped) normalizes to 0 with a finite gradient instead of 0/0.
 _EPS_SQ = 1e-24
@@ -53,39 +54,11 @@ def info_nce(
     the positive logit; correct = the positive has the largest allowed logit (top-1 accuracy).
     """
     logits = anchors @ candidates.T / temperature
-    logits = jnp.where(mask, logits, _MASKED)
+    logits = jnp.where(mask, logits, MASKED)
     pos = jnp.take_along_axis(logits, positive_index[:, None], axis=1)[:, 0]
     loss = jax.nn.logsumexp(logits, axis=1) - pos
     correct = jnp.argmax(logits, axis=1) == positive_index
     return loss, correct
-
-
-def gather(x: jax.Array, axis_name: str | None) -> jax.Array:
-    """Concatenates the leading axis over all devices of `axis_name` (identity when None)."""
-    return x if axis_name is None else lax.all_gather(x, axis_name, axis=0, tiled=True)
-
-
-def global_sum(x: jax.Array, axis_name: str | None) -> jax.Array:
-    """Sum over devices of `axis_name` (identity when None); the result is device-invariant."""
-    return x if axis_name is None else lax.psum(x, axis_name)
-
-
-def pair_indices(b: int, n: int, axis_name: str | None) -> tuple[jax.Array, jax.Array]:
-    """Global candidate indices of this device's 2b anchors and of their positives.
-
-    Anchors are ordered (view 1 examples 0..b-1, view 2 examples 0..b-1); candidates are the
-    gathered (view 1 of all N, view 2 of all N). Returns (self_index (2b,), positive_index (2b,)).
-    """
-    offset = 0 if axis_name is None else lax.axis_index(axis_name) * b
-    local = offset + jnp.arange(b)
-    self_index = jnp.concatenate([local, local + n])
-    positive_index = jnp.concatenate([local + n, local])
-    return self_index, positive_index
-
-
-def check_temperature(temperature: float) -> None:
-    if isinstance(temperature, int | float) and not temperature > 0:
-        raise ValueError(f"temperature must be > 0 (cfg.loss.temperature), got {temperature}")
 
 
 def _check_pair(z1: jax.Array, z2: jax.Array) -> None:
@@ -104,7 +77,6 @@ def nt_xent_with_metrics(
     Returns (loss scalar, {"acc": scalar}), both global means over the 2N anchors.
     """
     _check_pair(z1, z2)
-    check_temperature(temperature)
     b = z1.shape[0]
     u1, u2 = l2_normalize(z1), l2_normalize(z2)
     candidates = jnp.concatenate([gather(u1, axis_name), gather(u2, axis_name)])  # (2N, P)

@@ -26,11 +26,11 @@ import jax.numpy as jnp
 from flax import nnx
 
 from acl_jax.config import Config
-from acl_jax.models import ECGEncoder, MLPHead
-from acl_jax.objectives.base import Pretrainer, TwoViews
+from acl_jax.models import MLPHead
 from acl_jax.objectives.byol import check_pairs, cosine
-from acl_jax.objectives.ema import MomentumOptions, Projector, normalized_std, options_from_config
-from acl_jax.objectives.ntxent import global_sum
+from acl_jax.objectives.collectives import global_sum
+from acl_jax.objectives.ema import Projector, normalized_std
+from acl_jax.objectives.two_view import TwoViewObjective
 
 
 def simsiam_loss(
@@ -49,24 +49,15 @@ def simsiam_loss(
     return -0.5 * total[0] / total[1], {}
 
 
-class SimSiam(Pretrainer):
+class SimSiam(TwoViewObjective):
     """SimSiam pretrainer: shared encoder + projector + predictor, stop-gradient, no targets.
 
-    `options.pred_hidden` overrides the predictor bottleneck width (0: proj_dim // 4).
+    cfg.model.pred_hidden overrides the predictor bottleneck width (0: proj_dim // 4).
     """
 
-    def __init__(
-        self,
-        cfg: Config,
-        *,
-        fs: int,
-        bn_axis: str | None,
-        rngs: nnx.Rngs,
-        options: MomentumOptions | None = None,
-    ):
-        opts = options_from_config(cfg) if options is None else options
+    def __init__(self, cfg: Config, *, fs: int, bn_axis: str | None, rngs: nnx.Rngs):
+        super().__init__(cfg, fs=fs, bn_axis=bn_axis, rngs=rngs)
         m = cfg.model
-        self.encoder = ECGEncoder(m, bn_axis=bn_axis, rngs=rngs)
         self.projector = Projector(
             self.encoder.dim,
             m.proj_hidden,
@@ -76,13 +67,11 @@ class SimSiam(Pretrainer):
             bn_axis=bn_axis,
             rngs=rngs,
         )
-        hidden = opts.pred_hidden or max(m.proj_dim // 4, 1)
+        hidden = m.pred_hidden or max(m.proj_dim // 4, 1)
         self.predictor = MLPHead(m.proj_dim, hidden, m.proj_dim, bn_axis=bn_axis, rngs=rngs)
-        self._views = TwoViews(cfg, fs)
 
     def loss(self, batch: dict, keys: jax.Array, axis_name: str | None):
-        v1, v2 = self._views(keys, batch)
-        z1 = self.projector(self.encoder(v1.x, v1.lead_mask).global_)
-        z2 = self.projector(self.encoder(v2.x, v2.lead_mask).global_)
+        v1, v2 = self.views(batch, keys)
+        z1, z2 = self.project(self.projector, v1), self.project(self.projector, v2)
         loss, _ = simsiam_loss(self.predictor(z1), self.predictor(z2), z1, z2, axis_name)
         return loss, {"loss": loss, "z_std": normalized_std(z1, axis_name)}

@@ -37,16 +37,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from acl_jax.objectives.ntxent import gather, global_sum, l2_normalize, pair_indices
-
-# A large finite negative for disallowed logits (as ntxent.py): exp() underflows to 0 and a
-# row with every candidate masked stays finite.
-_MASKED = -1e9
-
-
-def check_gamma(gamma: float) -> None:
-    if isinstance(gamma, int | float) and not gamma > 0:
-        raise ValueError(f"beat_ssl.gamma (soft-target sharpening) must be > 0, got {gamma}")
+from acl_jax.models.roles import MASKED
+from acl_jax.objectives.collectives import gather, global_sum, pair_indices
+from acl_jax.objectives.ntxent import l2_normalize
 
 
 def soft_targets(
@@ -81,7 +74,7 @@ def soft_cross_entropy(
 ) -> tuple[jax.Array, jax.Array]:
     """anchors (M, P), candidates (K, P) unit vectors; targets (M, K); allowed (M, K) bool ->
     (loss (M,) = -sum_c q log softmax over allowed, argmax (M,) of the allowed logits)."""
-    logits = jnp.where(allowed, anchors @ candidates.T / temperature, _MASKED)
+    logits = jnp.where(allowed, anchors @ candidates.T / temperature, MASKED)
     lse = jax.nn.logsumexp(logits, axis=1)
     # where, not q * logits: a masked logit times a zero target must not matter at all.
     expected = jnp.sum(jnp.where(allowed, targets * logits, 0.0), axis=1)
@@ -124,7 +117,6 @@ def soft_nt_xent(
         )
     if valid.shape != z1.shape[:1] or has_feat.shape != z1.shape[:1]:
         raise ValueError(f"valid and has_feat must be (b,) = {z1.shape[:1]}")
-    check_gamma(gamma)
     b = z1.shape[0]
     valid = valid.astype(bool)
     has = has_feat.astype(bool) & valid

@@ -59,19 +59,6 @@ class StdmDraw(NamedTuple):
     keeper: jax.Array  # () int32, the limb lead left visible at masked limb times, -1 for none
 
 
-def check_stdm(time_ratio: float, span: int, lead_prob: float, keep_one_prob: float) -> None:
-    """Raises ValueError naming the CoreEcgConfig field when a parameter is out of range."""
-    for name, v in (
-        ("time_ratio", time_ratio),
-        ("lead_prob", lead_prob),
-        ("keep_one_prob", keep_one_prob),
-    ):
-        if not 0.0 <= v <= 1.0:
-            raise ValueError(f"core_ecg.{name} must be in [0, 1], got {v}")
-    if int(span) != span or span < 1:
-        raise ValueError(f"core_ecg.span must be an int >= 1 (patches), got {span}")
-
-
 def stdm_mask(
     key: jax.Array,
     lead_mask: jax.Array,
@@ -83,7 +70,6 @@ def stdm_mask(
     keep_one_prob: float,
 ) -> StdmDraw:
     """One example: key, lead_mask (12,) 0/1, P -> StdmDraw (module docstring)."""
-    check_stdm(time_ratio, span, lead_prob, keep_one_prob)
     p = num_patches
     k_whole, k_start, k_keep, k_which, k_col = jax.random.split(key, 5)
     whole = jax.random.uniform(k_whole, (NUM_UNITS,)) < lead_prob

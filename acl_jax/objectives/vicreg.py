@@ -10,7 +10,7 @@ batch and zbar the global batch mean:
     c(Z)     = (1 / d) sum_{i != j} C(Z)_ij^2                           covariance
     L        = lambda s(Z, Z') + mu (v(Z) + v(Z')) / 2 + nu (c(Z) + c(Z'))
 
-with lambda = mu = 25, nu = 1 (the paper's weights).
+with lambda = mu = 25, nu = 1 (the paper's weights; cfg.vicreg).
 
 Choices where the paper leaves room (they follow the authors' released code, with which those
 weights were tuned): the variance term averages the two views (the code's `/ 2`; the paper's
@@ -28,28 +28,19 @@ single-device gradient.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from acl_jax.config import Config
-from acl_jax.models import ECGEncoder, MLPHead
-from acl_jax.objectives.barlow_twins import center, check_pair, global_gram, off_diagonal_sq
-from acl_jax.objectives.base import Pretrainer, TwoViews
-from acl_jax.objectives.ntxent import global_sum
-
-
-@dataclass(frozen=True, kw_only=True)
-class VICRegParams:
-    """VICReg hyperparameters (to move into `Config.loss` once it has these fields)."""
-
-    sim_weight: float = 25.0  # lambda, invariance
-    var_weight: float = 25.0  # mu, variance
-    cov_weight: float = 1.0  # nu, covariance
-    eps: float = 1e-4  # inside the square root of the variance term
-    projector_layers: int = 3  # Linear layers in the projector (paper: 3)
+from acl_jax.config import Config, VicregConfig
+from acl_jax.objectives.barlow_twins import (
+    RedundancyReduction,
+    center,
+    check_pair,
+    global_gram,
+    off_diagonal_sq,
+)
+from acl_jax.objectives.collectives import global_sum
 
 
 def _variance_covariance(
@@ -66,17 +57,15 @@ def _variance_covariance(
 def vicreg_loss(
     z1: jax.Array,
     z2: jax.Array,
-    params: VICRegParams = VICRegParams(),
+    params: VicregConfig,
     axis_name: str | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """VICReg loss (scalar, global) and metrics. z1, z2: (b, d) per-device projections.
+    """VICReg loss (scalar, global) and metrics. z1, z2: (b, d) per-device projections;
+    params: cfg.vicreg.
 
     Metrics (unweighted terms): loss_inv = s(Z, Z'), loss_var = (v(Z) + v(Z')) / 2,
     loss_cov = c(Z) + c(Z'), std = mean per-dimension std over both views (collapse monitor).
     """
-    weights = (params.sim_weight, params.var_weight, params.cov_weight)
-    if not all(w >= 0 for w in weights) or not any(w > 0 for w in weights):
-        raise ValueError(f"VICReg weights must be >= 0 with at least one > 0, got {weights}")
     n = check_pair(z1, z2, axis_name, "vicreg_loss")
     diff = z1.astype(jnp.float32) - z2.astype(jnp.float32)
     inv = global_sum(jnp.sum(diff * diff), axis_name) / (n * z1.shape[1])
@@ -87,38 +76,10 @@ def vicreg_loss(
     return loss, {"loss_inv": inv, "loss_var": var, "loss_cov": cov, "std": (s1 + s2) / 2}
 
 
-class VICReg(Pretrainer):
-    """VICReg pretrainer: encoder global features -> projector (expander) -> `vicreg_loss`."""
+class VICReg(RedundancyReduction):
+    """VICReg pretrainer: `vicreg_loss` with cfg.vicreg on the projector (expander) outputs."""
 
-    def __init__(
-        self,
-        cfg: Config,
-        *,
-        fs: int,
-        bn_axis: str | None,
-        rngs: nnx.Rngs,
-    ):
-        params = VICRegParams(
-            sim_weight=cfg.loss.vicreg_sim,
-            var_weight=cfg.loss.vicreg_var,
-            cov_weight=cfg.loss.vicreg_cov,
-        )
-        self.encoder = ECGEncoder(cfg.model, bn_axis=bn_axis, rngs=rngs)
-        m = cfg.model
-        self.projector = MLPHead(
-            self.encoder.dim,
-            m.proj_hidden,
-            m.proj_dim,
-            bn_axis=bn_axis,
-            rngs=rngs,
-            num_layers=params.projector_layers,
-        )
-        self._views = TwoViews(cfg, fs)
-        self._params = params
+    loss_fn = staticmethod(vicreg_loss)
 
-    def loss(self, batch: dict, keys: jax.Array, axis_name: str | None):
-        v1, v2 = self._views(keys, batch)
-        z1 = self.projector(self.encoder(v1.x, v1.lead_mask).global_)
-        z2 = self.projector(self.encoder(v2.x, v2.lead_mask).global_)
-        loss, metrics = vicreg_loss(z1, z2, self._params, axis_name)
-        return loss, {"loss": loss, **metrics}
+    def __init__(self, cfg: Config, *, fs: int, bn_axis: str | None, rngs: nnx.Rngs):
+        super().__init__(cfg, cfg.vicreg, fs=fs, bn_axis=bn_axis, rngs=rngs)

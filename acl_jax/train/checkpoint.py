@@ -1,6 +1,6 @@
 """Orbax checkpoints of a pretraining run: WORKDIR/checkpoints/<step>/<item>, items:
 
-  model      nnx.state of the Pretrainer (encoder, heads, momentum targets, BatchNorm stats)
+  model      nnx.state of the objective's model (encoder, heads, momentum targets, BatchNorm stats)
   optimizer  nnx.state of the nnx.Optimizer (step count, moments)
   data_iter  the Grain iterator state (one file per process)
   meta       JSON: the full Config, the prepared data's rate and the acl_jax version
@@ -21,7 +21,8 @@ from flax import nnx
 
 import acl_jax
 from acl_jax.config import Config, from_dict, to_dict
-from acl_jax.objectives import Pretrainer, build_pretrainer
+from acl_jax.models.roles import Trainable
+from acl_jax.objectives import build_pretrainer
 
 CKPT_DIR = "checkpoints"
 
@@ -99,8 +100,8 @@ class Checkpointer:
 
 def load_pretrainer(
     workdir: str | Path, step: int | None = None
-) -> tuple[Pretrainer, Config, int, int]:
-    """Rebuilds the Pretrainer from the checkpoint's stored config and restores its weights.
+) -> tuple[Trainable, Config, int, int]:
+    """Rebuilds the objective's model from the checkpoint's stored config and restores its weights.
 
     Returns (model, config, fs, step). Reads only the `meta` and `model` items, through a
     read-only manager, so it is safe while training is still writing new checkpoints.
