@@ -137,6 +137,9 @@ def run(a: PrepareArgs) -> dict[str, Any]:
     ident = _identity(a, spec)
     done = _check_out(out, ident, a.overwrite)
     if done is not None:
+        # A run that failed its skip check left a complete manifest: fail the same way again
+        # (a retry must not turn the failure into success) unless the threshold now allows it.
+        _check_skips(out, done, a.max_skip_fraction)
         print(f"{out} is already prepared with these arguments; nothing to do")
         return done
     try:
@@ -190,15 +193,21 @@ def run(a: PrepareArgs) -> dict[str, Any]:
     manifest.write_manifest(out, result)
     state.path.unlink()  # the manifest now marks the run as complete
     _report(out, result, len(todo), elapsed)
-    attempted = sum(len(v) for v in by_split.values())
-    frac = len(result["skipped"]) / max(attempted, 1)
-    if frac > a.max_skip_fraction:
-        raise PrepareError(
-            f"skipped {len(result['skipped'])} of {attempted} records "
-            f"({frac:.2%}) > --max-skip-fraction {a.max_skip_fraction:g}; the "
-            f"list with reasons is in {out / manifest.MANIFEST}"
-        )
+    _check_skips(out, result, a.max_skip_fraction)
     return result
+
+
+def _check_skips(out: Path, m: dict[str, Any], max_fraction: float) -> None:
+    """PrepareError when the manifest's skipped share of the split records is above
+    --max-skip-fraction (the manifest stays: it lists every skip with its reason)."""
+    skipped = len(m["skipped"])
+    attempted = skipped + sum(s["num_records"] for s in m["splits"].values())
+    frac = skipped / max(attempted, 1)
+    if frac > max_fraction:
+        raise PrepareError(
+            f"skipped {skipped} of {attempted} records ({frac:.2%}) > --max-skip-fraction "
+            f"{max_fraction:g}; the list with reasons is in {out / manifest.MANIFEST}"
+        )
 
 
 def _write_shard(path: Path, chunk, results, stage_s: dict[str, float], bar) -> dict[str, Any]:

@@ -6,6 +6,7 @@ One reference preparation (workers=1, filters off, 5 records per shard) is share
 
 import ast
 import csv
+import dataclasses
 import json
 import os
 import shutil
@@ -234,8 +235,8 @@ def test_killed_run_resumes_to_identical_output(reference, tmp_path):
         run(_args(SAMPLE, dst))
 
 
-def _corrupt_copy(tmp_path: Path, n: int) -> tuple[Path, dict[str, str]]:
-    """The first n sample records, three of them damaged; returns (src, {id: expected reason})."""
+def _sample_copy(tmp_path: Path, n: int) -> tuple[Path, list[dict[str, str]]]:
+    """The first n sample records (csv rows in ecg_id order) copied to tmp_path/src."""
     src = tmp_path / "src"
     rows = sorted(_csv_rows(), key=lambda r: int(r["ecg_id"]))[:n]
     shutil.copy(SAMPLE / "scp_statements.csv", src.mkdir() or src / "scp_statements.csv")
@@ -250,6 +251,12 @@ def _corrupt_copy(tmp_path: Path, n: int) -> tuple[Path, dict[str, str]]:
             dst = src / (r["filename_lr"] + ext)
             dst.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(SAMPLE / (r["filename_lr"] + ext), dst)
+    return src, rows
+
+
+def _corrupt_copy(tmp_path: Path, n: int) -> tuple[Path, dict[str, str]]:
+    """The first n sample records, three of them damaged; returns (src, {id: expected reason})."""
+    src, rows = _sample_copy(tmp_path, n)
     damaged = [r for r in rows if r["strat_fold"] != "6"][1:8:3]  # fold 6 is left unassigned
     ids = [f"ptbxl/{int(r['ecg_id']):05d}" for r in damaged]
     truncated, deleted, nan = (src / r["filename_lr"] for r in damaged)
@@ -277,6 +284,95 @@ def test_corrupt_records_are_skipped_with_reasons(tmp_path):
         run(_args(src, tmp_path / "strict", max_skip_fraction=0.01, splits="a=1-5"))
     strict = load_manifest(tmp_path / "strict")  # written before failing: nothing is lost
     assert strict["skipped"] == m["skipped"] and strict["splits"] == m["splits"]
+
+
+def test_rerun_of_a_failed_skip_check_fails_again(tmp_path):
+    """A pipeline's retry must not turn a failure into success; a higher threshold passes."""
+    src, _ = _corrupt_copy(tmp_path, 30)
+    a = _args(src, tmp_path / "out", max_skip_fraction=0.01, splits="a=1-5")
+    with pytest.raises(PrepareError, match="max-skip-fraction") as first:
+        run(a)
+    with pytest.raises(PrepareError) as again:
+        run(a)
+    assert str(again.value) == str(first.value)
+    m = run(dataclasses.replace(a, max_skip_fraction=0.2))
+    assert len(m["skipped"]) == 3 and m == load_manifest(tmp_path / "out")
+
+
+def test_impossible_header_values_skip_the_record_with_a_reason(tmp_path):
+    """Gain 0 (WFDB would read it as 200: the lead 5x too large), negative or NaN gains and an
+    ADC resolution no converter has are refused per record; the other records are prepared."""
+    src, rows = _sample_copy(tmp_path, 12)
+    edits = {  # record index -> (old field, new field) on signal line 3 (lead III)
+        1: ("1000.0(0)/mV", "0(0)/mV"),
+        4: ("1000.0(0)/mV", "-1000.0(0)/mV"),
+        7: ("1000.0(0)/mV", "nan(0)/mV"),
+        10: ("1000.0(0)/mV 16", "1000.0(0)/mV 99"),
+    }
+    reasons = {}
+    for i, (old, new) in edits.items():
+        hea = src / (rows[i]["filename_lr"] + ".hea")
+        lines = hea.read_text().splitlines(keepends=True)
+        assert old in lines[3]
+        lines[3] = lines[3].replace(old, new, 1)
+        hea.write_text("".join(lines))
+        reasons[f"ptbxl/{int(rows[i]['ecg_id']):05d}"] = new.split()[-1]
+    m = run(_args(src, tmp_path / "out", splits="a=1-6", max_skip_fraction=0.5))
+    assert {s["id"] for s in m["skipped"]} == set(reasons)
+    for s in m["skipped"]:
+        assert "signal 3" in s["reason"] and repr(reasons[s["id"]]) in s["reason"], s
+    assert m["splits"]["a"]["num_records"] == 12 - 4
+
+
+def _children(pid: int) -> list[int]:
+    """Live (not zombie) processes whose parent is `pid`, from /proc."""
+    out = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except (OSError, IndexError):
+            continue
+        if int(fields[1]) == pid and fields[0] != "Z":
+            out.append(int(stat.parent.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_kill_9_of_prepare_ends_its_workers_and_resource_tracker(tmp_path):
+    out = tmp_path / "killed"
+    code = (
+        "from acl_jax.prepare import PrepareArgs, run; "
+        f"run(PrepareArgs(dataset='ptbxl', src={str(SAMPLE)!r}, out={str(out)!r}, "
+        f"splits={SPLITS!r}, shard_size=1, workers=2))"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, stderr=subprocess.DEVNULL)
+    children: list[int] = []
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline and proc.poll() is None:
+            try:  # the workers are converting: their results have reached shards
+                working = len(json.loads((out / STATE_FILE).read_text())["shards"]) >= 2
+            except (FileNotFoundError, json.JSONDecodeError, KeyError):
+                working = False
+            if working:
+                children = _children(proc.pid)
+                break
+            time.sleep(0.005)
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert len(children) >= 3, children  # 2 workers and multiprocessing's resource tracker
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(map(_alive, children)):
+        time.sleep(0.1)
+    assert not [c for c in children if _alive(c)]
 
 
 def test_missing_or_malformed_label_file_fails_at_once(tmp_path):

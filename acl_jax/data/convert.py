@@ -8,8 +8,13 @@ the shards the parent writes are byte-identical for any `--workers`.
 
 from __future__ import annotations
 
+import ctypes
 import importlib
 import multiprocessing
+import os
+import signal
+import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -136,14 +141,37 @@ def convert_chunk(recs: Sequence[SourceRecord], cfg: ConvertConfig) -> list[Conv
     return [convert_one(r, cfg) for r in recs]
 
 
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def die_with_parent(parent_pid: int) -> None:
+    """Pool-worker initializer: the worker ends when the process that started it does, also on
+    `kill -9` (a worker blocked on the task queue would otherwise live on: it holds both ends of
+    that pipe, so it never sees end-of-file). Linux: the kernel sends SIGKILL (prctl
+    PR_SET_PDEATHSIG); elsewhere a thread polls the parent pid."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent_pid:  # the parent died before prctl took effect
+            os._exit(1)
+        return
+
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(0.5)
+        os._exit(1)
+
+    threading.Thread(target=watch, daemon=True, name="die-with-parent").start()
+
+
 def convert_iter(
     records: Sequence[SourceRecord], cfg: ConvertConfig, workers: int, chunk_size: int = 8
 ) -> Iterator[Converted]:
     """Yields `convert_one(r)` for every record, in order.
 
     workers > 1 uses a spawned process pool (spawn, not fork: the parent may already run JAX
-    threads, and fork after threads can deadlock) with a bounded window of in-flight chunks
-    so memory stays flat however far the workers run ahead of the shard writer.
+    threads, and fork after threads can deadlock) whose workers die with this process, with a
+    bounded window of in-flight chunks so memory stays flat however far the workers run ahead
+    of the shard writer.
     """
     if workers <= 1:
         for r in records:
@@ -151,7 +179,8 @@ def convert_iter(
         return
     chunks = (records[i : i + chunk_size] for i in range(0, len(records), chunk_size))
     ctx = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=ctx) as pool:
+    parent = (os.getpid(),)
+    with ProcessPoolExecutor(workers, ctx, initializer=die_with_parent, initargs=parent) as pool:
         # range first: zip would otherwise pull (and drop) one chunk too many.
         window = zip(range(4 * workers), chunks)
         pending = deque(pool.submit(convert_chunk, c, cfg) for _, c in window)

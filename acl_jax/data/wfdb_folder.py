@@ -5,8 +5,10 @@ Headers are parsed here rather than with `wfdb.rdheader` because that costs abou
 (pandas tables), which alone would be a minute of a PTB-XL or CinC preparation; the common case
 (format 16, one signal file, one sample per frame) is read with one `np.fromfile`, and everything
 else falls back to `wfdb.rdrecord`. Physical values follow wfdb-python exactly:
-(digital - baseline) / gain in float64, gain 0 meaning 200, baseline defaulting to the ADC zero,
-and the invalid-sample value -32768 becoming NaN.
+(digital - baseline) / gain in float64, a missing gain meaning 200, baseline defaulting to the ADC
+zero, and the invalid-sample value -32768 becoming NaN. A header value no real recording has (an
+explicit gain of 0, which WFDB would read as 200 and so rescale the lead, a negative or non-finite
+gain, an ADC resolution outside 0-32 bits, a negative length) makes the record a BadRecord.
 
 Folder layout: a RECORDS file (one record path per line, relative to the folder; lines ending
 in "/" name sub-folders with their own RECORDS) if present, else every `**/*.hea`. Record ids are
@@ -80,6 +82,8 @@ def read_header(hea: Path) -> Header:
         raise BadRecord(f"{hea}: unparsable record line {' '.join(rec)!r}") from e
     if not math.isfinite(fs) or fs <= 0:
         raise BadRecord(f"{hea}: sampling rate {rec[2]!r} is not positive")
+    if sig_len is not None and sig_len < 0:
+        raise BadRecord(f"{hea}: negative signal length {sig_len} in the record line")
     multi = "/" in rec[0]
     if multi:  # segment lines, not signal lines: leave them to wfdb
         sig_lines = []
@@ -91,6 +95,7 @@ def read_header(hea: Path) -> Header:
             gain, baseline, unit = _parse_gain(s)
         except ValueError as e:
             raise BadRecord(f"{hea}: unparsable signal line {i + 1}: {' '.join(s)!r}") from e
+        _check_signal_line(hea, i, s, gain)
         files.append(s[0])
         fmts.append(s[1])
         gains.append(gain)
@@ -114,10 +119,22 @@ def _parse_gain(s: list[str]) -> tuple[float, int, str]:
         if "(" in g:
             g, b = g.rstrip(")").split("(")
             baseline = int(b)
-        gain = float(g) or 200.0  # WFDB: gain 0 means 200
+        gain = float(g)  # WFDB reads 0 as 200: refused in _check_signal_line
     if baseline is None:
         baseline = int(s[4]) if len(s) > 4 else 0  # WFDB: defaults to the ADC zero
     return gain, baseline, unit
+
+
+def _check_signal_line(hea: Path, i: int, s: list[str], gain: float) -> None:
+    """BadRecord for values no real recording has (they would scale the lead silently)."""
+    where = f"{hea}: signal {i + 1}"
+    if not math.isfinite(gain) or gain <= 0:
+        raise BadRecord(
+            f"{where}: gain {s[2]!r} is not a positive number of ADC units per physical unit "
+            "(WFDB would read 0 as 200 and store the lead at the wrong scale)"
+        )
+    if len(s) > 3 and not (s[3].isdigit() and int(s[3]) <= 32):
+        raise BadRecord(f"{where}: ADC resolution {s[3]!r} is not 0-32 bits")
 
 
 def units_to_mv(path: Path, names: list[str], units: list[str]) -> np.ndarray:

@@ -20,7 +20,7 @@ from pathlib import Path
 from acl_jax.eval.args import SEGMENTATION_TASK, EvalArgs, EvalError, load_encoder
 from acl_jax.eval.classification import Evaluation, check_compatible
 from acl_jax.eval.segmentation import SegmentationEvaluation
-from acl_jax.train.checkpoint import CKPT_DIR, CheckpointNotFound, workdir_path
+from acl_jax.train.checkpoint import CKPT_DIR, CheckpointError, workdir_path
 
 
 def evaluate(a: EvalArgs) -> dict:
@@ -47,24 +47,28 @@ def follow(
 ) -> list[int]:
     """Evaluates the latest checkpoint, then each newer one as it appears, until the run's final
     step (its config's train.steps) is evaluated or `timeout` seconds pass without a new one.
-    Returns the evaluated steps."""
+    A checkpoint that vanishes (the trainer's keep=N rotation), is unreadable or holds
+    non-finite parameters is skipped with a note. Returns the evaluated steps."""
     if a.workdir is None:
         raise EvalError("--follow needs --workdir")
     done: list[int] = []
+    skipped: dict[int, str] = {}
     last_new = time.monotonic()
-    while True:
+    while True:  # waits for WORKDIR/checkpoints to appear: available_steps is [] until then
         steps = available_steps(a.workdir)
-        todo = [s for s in steps if s > done[-1]] if done else steps[-1:]
+        seen = done + list(skipped)
+        todo = [s for s in steps if s > max(seen)] if seen else steps[-1:]
         finished = False
         for step in todo:
+            last_new = time.monotonic()
             try:
                 result = evaluate(dataclasses.replace(a, step=step))
-            except CheckpointNotFound:  # deleted by the trainer's keep=N before we got to it
-                print(f"checkpoint {step} disappeared before evaluation; skipped", flush=True)
+            except CheckpointError as e:  # incl. CheckpointNotFound: deleted before we read it
+                skipped[step] = str(e)
+                print(f"checkpoint {step} skipped: {e}", flush=True)
                 continue
             on_result(result)
             done.append(step)
-            last_new = time.monotonic()
             # The run's last step: no newer checkpoint will come, no need to wait for timeout.
             finished = step >= result["config"]["train"]["steps"]
         if finished:
@@ -74,9 +78,10 @@ def follow(
                 break
             time.sleep(poll)
     if not done:
+        why = f"; skipped: {sorted(skipped)}" if skipped else ""
         raise EvalError(
-            f"no checkpoint appeared in {a.workdir}/{CKPT_DIR} within {timeout:g} s "
-            "(--follow-timeout): is training running with this --workdir?"
+            f"no checkpoint in {a.workdir}/{CKPT_DIR} could be evaluated within {timeout:g} s "
+            f"(--follow-timeout){why}: is training running with this --workdir?"
         )
     return done
 

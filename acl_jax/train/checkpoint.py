@@ -7,17 +7,29 @@
 
 The eval binary rebuilds the model from `meta` and restores the `model` item alone
 (`load_pretrainer`), so it needs neither the optimizer nor the data iterator.
+
+A checkpoint can be damaged (a file deleted or truncated, a disk filling up) or vanish while it
+is read (the trainer's keep=N rotation). Restoring "the latest" therefore tries the steps
+newest-first and skips one that fails with a one-line warning naming the step, the item and the
+error; an explicitly requested step that fails is an error naming it and the other steps.
+Training moves a step it skipped to WORKDIR/checkpoints_damaged/ (kept for inspection), so it
+can save that step again when it gets there.
 """
 
 from __future__ import annotations
 
+import json
+import sys
 from pathlib import Path
 
 import grain
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
+import tensorstore as ts
 from etils import epath
 from flax import nnx
+from jax.experimental import multihost_utils
 
 import acl_jax
 from acl_jax.config import Config, from_dict, to_dict
@@ -25,10 +37,33 @@ from acl_jax.models.roles import Trainable
 from acl_jax.objectives import build_pretrainer
 
 CKPT_DIR = "checkpoints"
+DAMAGED_DIR = "checkpoints_damaged"
 
 
-class CheckpointNotFound(FileNotFoundError):
-    pass
+class CheckpointError(ValueError):
+    """A checkpoint that cannot be used (damaged, non-finite, none intact); the message names
+    the step and the fix."""
+
+
+class CheckpointNotFound(CheckpointError, FileNotFoundError):
+    """No checkpoint where one was asked for (no workdir, an unknown step, or one deleted by the
+    trainer's keep=N rotation while it was read)."""
+
+
+class _Unreadable(Exception):
+    """One item of one step failed to restore (internal: callers see CheckpointError)."""
+
+    def __init__(self, step: int, item: str, error: BaseException):
+        # The first line only, without TensorStore's multi-page spec dump.
+        first = (str(error).strip().splitlines() or [""])[0].split(" See full TensorStore")[0]
+        self.step, self.item = step, item
+        self.reason = f"{type(error).__name__}: {first}"[:300]
+        super().__init__(f"step {step}, item {item}: {self.reason}")
+
+
+def _warn(message: str) -> None:
+    # stderr, not absl logging: the command lines silence Orbax's INFO/WARNING chatter.
+    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def workdir_path(workdir: str | Path) -> epath.Path:
@@ -39,6 +74,37 @@ def workdir_path(workdir: str | Path) -> epath.Path:
 
 def _abstract(state):
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+
+
+def _read_all_arrays(item_dir: epath.Path) -> None:
+    """Reads every stored chunk of an array item (its OCDBT key-value store) synchronously.
+
+    Why: when a data file is missing or truncated, Orbax's restore fails from inside its asyncio
+    loop and TensorStore's pending reads then print one 'Event loop is closed' traceback each.
+    Reading here first turns that into one clean error (the OS cache makes Orbax's read cheap).
+    """
+    base = str(item_dir) if "://" in str(item_dir) else f"file://{item_dir}"
+    kv = ts.KvStore.open({"driver": "ocdbt", "base": base + "/"}).result()
+    keys = kv.list().result()
+    if not keys:
+        raise FileNotFoundError(f"no array data in {item_dir} (manifest.ocdbt missing?)")
+    for future in [kv.read(k) for k in keys]:
+        future.result()
+    # Orbax parses these while its array reads are in flight (same noise when they are broken).
+    metadatas = item_dir / "array_metadatas"
+    for path in metadatas.iterdir() if metadatas.is_dir() else []:
+        json.loads(path.read_text())
+
+
+def _restore_item(manager: ocp.CheckpointManager, step: int, item: str, arg):
+    """One item of one step; any failure (missing or truncated files, bad JSON, a step deleted
+    under us) becomes _Unreadable naming the step and the item."""
+    try:
+        if isinstance(arg, ocp.args.StandardRestore):
+            _read_all_arrays(epath.Path(manager.directory) / str(step) / item)
+        return getattr(manager.restore(step, args=ocp.args.Composite(**{item: arg})), item)
+    except Exception as e:  # Orbax, TensorStore, Grain and json raise many types
+        raise _Unreadable(step, item, e) from e
 
 
 class Checkpointer:
@@ -75,21 +141,89 @@ class Checkpointer:
             force=True,
         )
 
-    def restore(self, step: int, model: nnx.Module, optimizer: nnx.Optimizer, data_iter) -> None:
-        """Restores everything in place (arrays land with the shardings they have now)."""
-        out = self.manager.restore(
-            step,
-            args=ocp.args.Composite(
-                model=ocp.args.StandardRestore(_abstract(nnx.state(model))),
-                optimizer=ocp.args.StandardRestore(_abstract(nnx.state(optimizer))),
-                data_iter=grain.checkpoint.CheckpointRestore(data_iter),
+    def restore(self, step: int, model: nnx.Module, optimizer: nnx.Optimizer, data_iter) -> int:
+        """Restores `step` in place (arrays land with the shardings they have now), or, where it
+        fails to restore, the newest older step that does. Returns the step restored.
+
+        Each skipped step gets one warning line and is moved to WORKDIR/checkpoints_damaged/, so
+        that it is never resumed later and the run can save that step again. Raises
+        CheckpointError when no step restores.
+        """
+        failures: list[_Unreadable] = []
+        for s in sorted((x for x in self.manager.all_steps() if x <= step), reverse=True):
+            try:
+                states = self._read_step(s, model, optimizer, data_iter)
+                error = None
+            except _Unreadable as e:
+                states, error = None, e
+            if jax.process_count() > 1:  # every process resumes the same step or none does
+                ok = multihost_utils.process_allgather(np.int32(error is None))
+                if error is None and not np.all(ok):
+                    error = _Unreadable(s, "another process's items", RuntimeError("failed"))
+            if error is not None:
+                _warn(f"checkpoint {s} is unreadable ({error.item}: {error.reason}); skipped")
+                failures.append(error)
+                continue
+            nnx.update(model, states[0])
+            nnx.update(optimizer, states[1])
+            self._set_aside([f.step for f in failures])
+            return s
+        details = "; ".join(str(f) for f in failures)
+        raise CheckpointError(
+            f"no checkpoint in {self.directory} restores ({details}); move the directory away "
+            "to start the run afresh"
+        )
+
+    def _read_step(self, step: int, model: nnx.Module, optimizer: nnx.Optimizer, data_iter):
+        # meta first: a step without it is useless to eval even when training could resume it.
+        _restore_item(self.manager, step, "meta", ocp.args.JsonRestore())
+        states = (
+            _restore_item(
+                self.manager, step, "model", ocp.args.StandardRestore(_abstract(nnx.state(model)))
+            ),
+            _restore_item(
+                self.manager,
+                step,
+                "optimizer",
+                ocp.args.StandardRestore(_abstract(nnx.state(optimizer))),
             ),
         )
-        nnx.update(model, out.model)
-        nnx.update(optimizer, out.optimizer)
+        # Last: it sets the iterator's state in place, so only once the arrays have been read.
+        _restore_item(
+            self.manager, step, "data_iter", grain.checkpoint.CheckpointRestore(data_iter)
+        )
+        return states
+
+    def _set_aside(self, steps: list[int]) -> None:
+        """Moves skipped steps out of the manager's sight (Orbax refuses to save a step that
+        exists), keeping them under WORKDIR/checkpoints_damaged/<step>[.n] for inspection."""
+        if not steps:
+            return
+        if jax.process_index() == 0:
+            aside = self.directory.parent / DAMAGED_DIR
+            aside.mkdir(parents=True, exist_ok=True)
+            for s in steps:
+                target, n = aside / str(s), 1
+                while target.exists():
+                    target, n = aside / f"{s}.{n}", n + 1
+                (self.directory / str(s)).rename(target)
+                _warn(f"moved unreadable checkpoint {s} to {target}")
+        multihost_utils.sync_global_devices("acl_jax:set_aside_damaged_checkpoints")
+        self.manager.reload()
 
     def stored_config(self, step: int) -> dict:
-        return self.manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
+        """The `meta` item of `step`, or of the newest older step whose meta reads (a run's
+        config is the same in all its steps; `restore` warns about the unreadable ones)."""
+        failures = []
+        for s in sorted((x for x in self.manager.all_steps() if x <= step), reverse=True):
+            try:
+                return _restore_item(self.manager, s, "meta", ocp.args.JsonRestore())
+            except _Unreadable as e:
+                failures.append(str(e))
+        raise CheckpointError(
+            f"no checkpoint in {self.directory} has a readable meta item ({'; '.join(failures)})"
+            "; move the directory away to start the run afresh"
+        )
 
     def wait(self) -> None:
         self.manager.wait_until_finished()
@@ -98,13 +232,46 @@ class Checkpointer:
         self.manager.close()
 
 
+def _load_step(manager: ocp.CheckpointManager, step: int) -> tuple[Trainable, Config, int]:
+    meta = _restore_item(manager, step, "meta", ocp.args.JsonRestore())
+    try:
+        cfg, fs = from_dict(meta["config"]), int(meta["fs"])
+    except Exception as e:  # a meta file that parses as JSON but is not ours
+        raise _Unreadable(step, "meta", e) from e
+    model = build_pretrainer(cfg, fs=fs, bn_axis=None, rngs=nnx.Rngs(0))
+    state = _abstract(nnx.state(model))
+    nnx.update(model, _restore_item(manager, step, "model", ocp.args.StandardRestore(state)))
+    return model, cfg, fs
+
+
+def _check_finite(model: Trainable, step: int, directory, steps: list[int]) -> None:
+    """Refuses an encoder holding NaN/inf (a diverged run): its features would score chance."""
+    arrays = [
+        np.asarray(x)
+        for x in jax.tree.leaves(nnx.state(model.encoder))
+        if np.issubdtype(x.dtype, np.floating)
+    ]
+    bad = [int(x.size - np.isfinite(x).sum()) for x in arrays]
+    if any(bad):
+        earlier = [s for s in steps if s < step]
+        raise CheckpointError(
+            f"checkpoint {step} in {directory} holds non-finite encoder parameters "
+            f"({sum(bad)} values in {sum(b > 0 for b in bad)} of {len(arrays)} arrays are "
+            f"NaN/inf; the run diverged): evaluate an earlier step with --step "
+            f"(available: {earlier or 'none'})"
+        )
+
+
 def load_pretrainer(
-    workdir: str | Path, step: int | None = None
+    workdir: str | Path, step: int | None = None, *, require_finite: bool = True
 ) -> tuple[Trainable, Config, int, int]:
     """Rebuilds the objective's model from the checkpoint's stored config and restores its weights.
 
     Returns (model, config, fs, step). Reads only the `meta` and `model` items, through a
     read-only manager, so it is safe while training is still writing new checkpoints.
+    step=None: the newest step that restores (an unreadable newer one: one warning line each).
+    A given step that fails raises CheckpointError (CheckpointNotFound if it was deleted
+    meanwhile). require_finite: refuse an encoder with NaN/inf parameters (CheckpointError).
     """
     directory = workdir_path(workdir) / CKPT_DIR
     if not directory.is_dir():
@@ -113,20 +280,37 @@ def load_pretrainer(
             "by `python -m acl_jax.train --workdir ...`?"
         )
     manager = ocp.CheckpointManager(directory, options=ocp.CheckpointManagerOptions(read_only=True))
-    steps = manager.all_steps()
-    if not steps:
-        raise CheckpointNotFound(f"{directory} holds no finished checkpoint yet")
-    if step is None:
-        step = max(steps)
-    elif step not in steps:
-        raise CheckpointNotFound(f"step {step} is not in {directory}; available: {sorted(steps)}")
-    meta = manager.restore(step, args=ocp.args.Composite(meta=ocp.args.JsonRestore())).meta
-    cfg = from_dict(meta["config"])
-    fs = int(meta["fs"])
-    model = build_pretrainer(cfg, fs=fs, bn_axis=None, rngs=nnx.Rngs(0))
-    restored = manager.restore(
-        step, args=ocp.args.Composite(model=ocp.args.StandardRestore(_abstract(nnx.state(model))))
-    ).model
-    nnx.update(model, restored)
-    manager.close()
-    return model, cfg, fs, step
+    try:  # always closed: an open manager's event loop dies noisily at exit
+        steps = sorted(manager.all_steps())
+        if not steps:
+            raise CheckpointNotFound(f"{directory} holds no finished checkpoint yet")
+        if step is not None and step not in steps:
+            raise CheckpointNotFound(f"step {step} is not in {directory}; available: {steps}")
+        failures = []
+        for s in [step] if step is not None else steps[::-1]:
+            try:
+                model, cfg, fs = _load_step(manager, s)
+                break
+            except _Unreadable as e:
+                failures.append(e)
+                if step is None:
+                    _warn(f"checkpoint {s} is unreadable ({e.item}: {e.reason}); skipped")
+        else:
+            if step is None:
+                details = "; ".join(str(f) for f in failures)
+                raise CheckpointError(f"no checkpoint in {directory} restores ({details})")
+            if not (directory / str(step)).exists():
+                raise CheckpointNotFound(
+                    f"checkpoint {step} in {directory} was deleted while it was read (the run's "
+                    "train.keep rotation)"
+                )
+            others = [s for s in steps if s != step]
+            raise CheckpointError(
+                f"checkpoint {step} in {directory} is unreadable ({failures[0].item}: "
+                f"{failures[0].reason}); pick another with --step (available: {others or 'none'})"
+            )
+    finally:
+        manager.close()
+    if require_finite:
+        _check_finite(model, s, directory, steps)
+    return model, cfg, fs, s

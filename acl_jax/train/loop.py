@@ -117,7 +117,7 @@ def train(cfg: Config, workdir: str | Path) -> dict:
         start = ckpt.latest_step() or 0
         if start:
             _check_resumable(ckpt.stored_config(start)["config"], cfg, workdir)
-            ckpt.restore(start, model, optimizer, data_iter)
+            start = ckpt.restore(start, model, optimizer, data_iter)
             print(f"resumed from {ckpt.directory}/{start}", flush=True)
         n_params = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
         if jax.process_index() == 0:
