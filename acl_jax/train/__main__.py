@@ -6,11 +6,15 @@ Multi-host: on Cloud TPU pass --distributed (JAX finds the coordinator itself); 
 
 from __future__ import annotations
 
-import sys
+from acl_jax.train import preemption
 
-from absl import app, flags, logging
+preemption.install()  # before anything slow: a SIGTERM during startup then exits 0
 
-from acl_jax.config import ConfigError, apply_overrides, load_config, split_config_args
+import sys  # noqa: E402
+
+from absl import app, flags, logging  # noqa: E402
+
+from acl_jax.config import ConfigError, apply_overrides, load_config, split_config_args  # noqa: E402
 
 flags.DEFINE_string("config", None, "Config file defining get_config(), e.g. configs/tiny.py.")
 flags.DEFINE_string("workdir", None, "Checkpoints, metrics.jsonl and tb/ go here; resumes.")
@@ -20,6 +24,9 @@ flags.DEFINE_integer("num_processes", None, "Number of processes (with --coordin
 flags.DEFINE_integer("process_id", None, "This process's index (with --coordinator).")
 flags.mark_flags_as_required(["config", "workdir"])
 FLAGS = flags.FLAGS
+# A process that stops sending heartbeats (killed, or its host gone) ends the others after this
+# long, with a message naming it, instead of JAX's 100 s during which they sit in a collective.
+HEARTBEAT_TIMEOUT_S = 10
 
 _OVERRIDES: dict[str, str] = {}
 
@@ -36,9 +43,14 @@ def main(argv: list[str]) -> None:
     import jax
 
     if FLAGS.coordinator:
-        jax.distributed.initialize(FLAGS.coordinator, FLAGS.num_processes, FLAGS.process_id)
+        jax.distributed.initialize(
+            FLAGS.coordinator,
+            FLAGS.num_processes,
+            FLAGS.process_id,
+            heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT_S,
+        )
     elif FLAGS.distributed:
-        jax.distributed.initialize()
+        jax.distributed.initialize(heartbeat_timeout_seconds=HEARTBEAT_TIMEOUT_S)
     try:
         cfg = apply_overrides(load_config(FLAGS.config), _OVERRIDES)
     except ConfigError as e:
@@ -49,7 +61,7 @@ def main(argv: list[str]) -> None:
         summary = train(cfg, FLAGS.workdir)
     except (NonFiniteLoss, ConfigMismatch, FileNotFoundError, ValueError) as e:
         sys.exit(f"error: {e}")
-    if jax.process_index() == 0:
+    if jax.process_index() == 0 and summary["checkpoints"]:
         print(f"done: step {summary['step']}, checkpoints in {summary['checkpoints']}", flush=True)
 
 
