@@ -8,15 +8,45 @@ them are closed over as static values in jitted functions.
 
 from __future__ import annotations
 
+import contextvars
 import dataclasses
 import importlib.util
 import json
+import math
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from acl_jax.leads import DEFAULT_REGIONS
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def _require(ok: bool, key: str, value: Any, allowed: str) -> None:
+    """One-line refusal naming the key, the value and the allowed range (NaN never passes)."""
+    if not ok:
+        raise ConfigError(f"{key}={value!r} is out of range: it must be {allowed} (--config.{key})")
+
+
+def _positive_ints(section: str, obj, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        _require(value >= 1, f"{section}.{name}", value, "an integer >= 1")
+
+
+def _non_negative(section: str, obj, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        _require(0 <= value < math.inf, f"{section}.{name}", value, ">= 0 and finite")
+
+
+def _fractions(section: str, obj, *names: str) -> None:
+    for name in names:
+        value = getattr(obj, name)
+        _require(0.0 <= value <= 1.0, f"{section}.{name}", value, "in [0, 1]")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -30,6 +60,14 @@ class DataConfig:
     prefetch: int = 4  # batches prefetched by the Grain iterator
     eval_window: int = 0  # evaluation window; 0 means `window` (CMSC trains on window / 2)
     eval_stride: int = 0  # sliding-window stride for evaluation; 0 means the eval window
+
+    def __post_init__(self):
+        # The data-dependent limits (window vs record length, batch vs split size) are checked
+        # where the data is first opened: acl_jax.train.preflight.
+        _positive_ints("data", self, "window", "batch_size", "max_beats", "prefetch")
+        _non_negative("data", self, "num_workers", "eval_window", "eval_stride")
+        _require(bool(self.dir), "data.dir", self.dir, "a prepared data directory")
+        _require(bool(self.train_split), "data.train_split", self.train_split, "a split name")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,6 +91,32 @@ class AugmentConfig:
     vcg_scale_min: float = 0.5
     vcg_scale_max: float = 1.5
 
+    def __post_init__(self):
+        # The same ranges acl_jax.augment checks when building each op (plus fs-dependent
+        # limits there), so that a bad value is refused even for an op not in `ops`.
+        a = "augment"
+        _require(
+            0.0 < self.scale_crop_min <= 1.0,
+            f"{a}.scale_crop_min",
+            self.scale_crop_min,
+            "in (0, 1]",
+        )
+        _fractions(a, self, "cycle_mask_prob", "time_shift_max", "lead_dropout_prob", "timeout_max")
+        _require(self.cycle_mask_max >= 0, f"{a}.cycle_mask_max", self.cycle_mask_max, ">= 0")
+        _non_negative(
+            a, self, "noise_std", "wander_amp", "wander_freq_max", "powerline_amp", "vcg_max_angle"
+        )
+        _require(
+            0.0 < self.powerline_freq < math.inf,
+            f"{a}.powerline_freq",
+            self.powerline_freq,
+            "> 0 Hz",
+        )
+        for low, high in (("amplitude_min", "amplitude_max"), ("vcg_scale_min", "vcg_scale_max")):
+            lo, hi = getattr(self, low), getattr(self, high)
+            _require(0.0 < lo < math.inf, f"{a}.{low}", lo, "> 0")
+            _require(lo <= hi < math.inf, f"{a}.{high}", hi, f">= {a}.{low}={lo}")
+
 
 @dataclass(frozen=True, kw_only=True)
 class ModelConfig:
@@ -73,6 +137,23 @@ class ModelConfig:
     # from the backbone's features alone (False), so that telling regions apart (ACL-ECG's
     # L_inter) must come from the signal rather than from the embedding offset.
     region_embed: bool = True
+
+    def __post_init__(self):
+        m = "model"
+        _require(len(self.widths) >= 1, f"{m}.widths", self.widths, "at least one stage width")
+        _require(min(self.widths, default=1) >= 1, f"{m}.widths", self.widths, "all >= 1")
+        # How blocks pair with widths is the backbone's (resnet1d: one count per stage; the
+        # transformer: depth = sum); it refuses a mismatch when built.
+        _require(len(self.blocks) >= 1, f"{m}.blocks", self.blocks, "at least one block count")
+        _require(min(self.blocks, default=1) >= 1, f"{m}.blocks", self.blocks, "all >= 1")
+        _positive_ints(m, self, "kernel", "proj_hidden", "proj_dim", "stem_stride")
+        _non_negative(m, self, "pred_hidden", "stem_kernel")
+        _require(
+            self.dtype in ("float32", "bfloat16"),
+            f"{m}.dtype",
+            self.dtype,
+            "'float32' or 'bfloat16'",
+        )
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -185,6 +266,13 @@ class OptimConfig:
     clip_norm: float = 1.0
     momentum: float = 0.9  # lars only
 
+    def __post_init__(self):
+        o = "optim"
+        _require(self.name in ("adamw", "lars"), f"{o}.name", self.name, "'adamw' or 'lars'")
+        _require(0.0 < self.lr < math.inf, f"{o}.lr", self.lr, "> 0 and finite")
+        _non_negative(o, self, "weight_decay", "warmup_steps", "clip_norm")
+        _require(0.0 <= self.momentum < 1.0, f"{o}.momentum", self.momentum, "in [0, 1)")
+
 
 @dataclass(frozen=True, kw_only=True)
 class TrainConfig:
@@ -193,6 +281,9 @@ class TrainConfig:
     ckpt_every: int = 200
     keep: int = 3
     async_checkpoint: bool = True
+
+    def __post_init__(self):
+        _positive_ints("train", self, "steps", "log_every", "ckpt_every", "keep")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -303,9 +394,26 @@ class Config:
     lcd: LcdConfig = field(default_factory=LcdConfig)  # objective 'lcd' only
     moco: MocoConfig = field(default_factory=MocoConfig)  # objective 'moco' only
 
+    def __post_init__(self):
+        _require(self.seed >= 0, "seed", self.seed, "an integer >= 0")
+        if _CHECK_SCHEDULE.get():
+            check_schedule(self)
 
-class ConfigError(ValueError):
-    pass
+
+# from_dict turns this off: a checkpoint written before the warmup rule still loads for eval.
+_CHECK_SCHEDULE = contextvars.ContextVar("acl_jax_check_schedule", default=True)
+
+
+def check_schedule(cfg: Config) -> None:
+    """Warmup must end before the last step: otherwise the rate never reaches its peak and
+    never decays (the schedule used to clamp warmup to steps - 1 silently)."""
+    warmup, steps = cfg.optim.warmup_steps, cfg.train.steps
+    if warmup and warmup >= steps:
+        raise ConfigError(
+            f"optim.warmup_steps={warmup} must be < train.steps={steps} (warmup would never "
+            f"end, so the rate would never decay): set --config.optim.warmup_steps=N with "
+            f"N < {steps} (e.g. {steps // 10}) or raise --config.train.steps"
+        )
 
 
 def load_config(path: str | Path) -> Config:
@@ -353,12 +461,15 @@ def _field_types(cls) -> dict[str, Any]:
 
 def apply_overrides(cfg: Config, overrides: dict[str, str]) -> Config:
     """Returns `cfg` with dotted keys ("train.steps") set from strings, type-checked."""
+    # Collected first and applied once per dataclass, so that checks spanning several fields
+    # (amplitude_min <= amplitude_max, warmup < steps) see the final values, in any order.
+    changes: dict = {}
     for key, text in overrides.items():
-        cfg = _set(cfg, key.split("."), text, key)
-    return cfg
+        _collect(cfg, key.split("."), text, key, changes)
+    return _apply(cfg, changes)
 
 
-def _set(obj, path: list[str], text: str, key: str):
+def _collect(obj, path: list[str], text: str, key: str, changes: dict) -> None:
     types_ = _field_types(type(obj))
     name = path[0]
     if name not in types_:
@@ -369,10 +480,18 @@ def _set(obj, path: list[str], text: str, key: str):
     if len(path) > 1:
         if not dataclasses.is_dataclass(current):
             raise ConfigError(f"unknown config key {key!r}: {name!r} has no sub-keys")
-        return dataclasses.replace(obj, **{name: _set(current, path[1:], text, key)})
+        _collect(current, path[1:], text, key, changes.setdefault(name, {}))
+        return
     if dataclasses.is_dataclass(current):
         raise ConfigError(f"--config.{key} is a group; set one of its keys, e.g. {key}.<field>")
-    return dataclasses.replace(obj, **{name: _coerce(text, typ, key)})
+    changes[name] = _coerce(text, typ, key)
+
+
+def _apply(obj, changes: dict):
+    return dataclasses.replace(
+        obj,
+        **{k: _apply(getattr(obj, k), v) if isinstance(v, dict) else v for k, v in changes.items()},
+    )
 
 
 def split_config_args(argv: list[str]) -> tuple[list[str], dict[str, str]]:
@@ -438,7 +557,9 @@ def from_dict(d: dict[str, Any]) -> Config:
     """Rebuilds a Config from `to_dict` output (e.g. the JSON stored in a checkpoint).
 
     Dicts written before the method sections existed (`loss.w_inter`, `loss.bt_lambda`, ...)
-    are migrated, so old workdirs still resume and evaluate.
+    are migrated, so old workdirs still resume and evaluate. Every field's range is checked; the
+    warmup-vs-steps rule is not, so that checkpoints written before it still load (new runs are
+    checked by `check_schedule` in training).
     """
 
     def build(cls, values):
@@ -459,7 +580,11 @@ def from_dict(d: dict[str, Any]) -> Config:
                 kwargs[k] = v
         return cls(**kwargs)
 
-    return build(Config, _migrate(d))
+    token = _CHECK_SCHEDULE.set(False)
+    try:
+        return build(Config, _migrate(d))
+    finally:
+        _CHECK_SCHEDULE.reset(token)
 
 
 def to_json(cfg: Config) -> str:
@@ -485,6 +610,7 @@ __all__ = [
     "TrainConfig",
     "VicregConfig",
     "apply_overrides",
+    "check_schedule",
     "from_dict",
     "load_config",
     "split_config_args",

@@ -13,6 +13,8 @@ py=${PYTHON:-.venv/bin/python}
 data=${DATA:-data/prepared/sample}
 workdir=${WORKDIR:-runs/local_multiprocess}
 steps=${STEPS:-4}
+# Warmup must end before the last step (a config rule): tiny's 10, fewer for short runs.
+warmup=$((steps > 10 ? 10 : steps - 1))
 limit=${TIMEOUT:-600}
 nproc=2 ndev=4
 
@@ -28,45 +30,68 @@ port=$("$py" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); p
 logs=$workdir/logs
 mkdir -p "$logs"
 pids=()
-cleanup() {
-  local p
+alive() { kill -0 "$1" 2>/dev/null; }
+# Each `timeout` leads its own process group (its trainer included): signal the whole group.
+stop_all() {
+  local p t
   for p in "${pids[@]}"; do
-    if ((p > 0)); then kill "$p" 2>/dev/null || true; fi
+    if ((p > 0)); then kill -TERM -- "-$p" 2>/dev/null || true; fi
+  done
+  # SIGTERM: a trainer saves (if it can) and exits 0; one stuck in a collective with a dead
+  # peer ends on the heartbeat timeout (10 s). After 30 s, SIGKILL.
+  for ((t = 0; t < 300; t++)); do
+    local any=0
+    for p in "${pids[@]}"; do
+      if ((p > 0)) && alive "$p"; then any=1; fi
+    done
+    ((any)) || break
+    sleep 0.1
+  done
+  for p in "${pids[@]}"; do
+    if ((p > 0)); then kill -KILL -- "-$p" 2>/dev/null || true; fi
   done
 }
-trap cleanup EXIT
+trap stop_all EXIT
+trap 'exit 143' TERM
+trap 'exit 130' INT
 
 for ((i = 0; i < nproc; i++)); do
   cmd=(timeout "$limit" env JAX_PLATFORMS=cpu "JAX_NUM_CPU_DEVICES=$ndev"
     "$py" -m acl_jax.train --config configs/tiny.py --workdir "$workdir"
     "--config.data.dir=$data" --config.data.batch_size=16
     "--config.model.widths=8,16" "--config.model.blocks=1,1"
-    "--config.train.steps=$steps" --config.train.log_every=1 "--config.train.ckpt_every=$steps"
+    "--config.train.steps=$steps" "--config.optim.warmup_steps=$warmup"
+    --config.train.log_every=1 "--config.train.ckpt_every=$steps"
     "--coordinator=127.0.0.1:$port" "--num-processes=$nproc" "--process-id=$i" "$@")
-  echo "+ ${cmd[*]} > $logs/process_$i.log"
   "${cmd[@]}" >"$logs/process_$i.log" 2>&1 &
   pids+=($!)
+  echo "+ ${cmd[*]} > $logs/process_$i.log  (pid $!)"
 done
 
-# A process left alone would block in a collective forever: the first failure stops the other.
-failed=0 left=$nproc
-while ((left > 0 && !failed)); do
-  sleep 1
+# A process left alone would block in a collective: the first failure stops the others.
+failed=-1 status=0 left=$nproc
+while ((left > 0 && failed < 0)); do
+  sleep 0.2
   for ((i = 0; i < nproc; i++)); do
     p=${pids[i]}
-    if ((p > 0)) && ! kill -0 "$p" 2>/dev/null; then
-      wait "$p" || failed=1
+    if ((p > 0)) && ! alive "$p"; then
+      code=0
+      wait "$p" || code=$?
       pids[i]=0 left=$((left - 1)) # 0: finished and reaped
+      if ((code != 0 && failed < 0)); then failed=$i status=$code; fi
     fi
   done
 done
-if ((failed)); then
-  cleanup
+if ((failed >= 0)); then
+  stop_all
   for ((i = 0; i < nproc; i++)); do
     echo "--- process $i ($logs/process_$i.log)" >&2
     tail -n 30 "$logs/process_$i.log" >&2
   done
-  echo "local_multiprocess: FAILED (a process exited non-zero or ran past ${limit}s)" >&2
+  why="exited with status $status"
+  if ((status == 124)); then why="ran past ${limit}s"; fi
+  if ((status > 128 && status != 124)); then why="was killed by signal $((status - 128))"; fi
+  echo "local_multiprocess: FAILED: process $failed $why; the other processes were stopped" >&2
   exit 1
 fi
 pids=()

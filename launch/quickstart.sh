@@ -9,13 +9,15 @@ bash launch/setup.sh
 data=${DATA:-data/prepared/sample}
 out=${OUT:-runs/quickstart}
 steps=${STEPS:-60}
+# Warmup must end before the last step (a config rule): tiny's 10, fewer for short runs.
+warmup=$((steps > 10 ? 10 : steps - 1))
 run() { echo "+ $*"; "$@"; }
 if [ ! -f "$data/manifest.json" ]; then
   run .venv/bin/python -m acl_jax.prepare --dataset ptbxl --src data/sample/ptbxl --out "$data" \
       --splits train=1-4,val=5,test=6
 fi
 run .venv/bin/python -m acl_jax.train --config configs/tiny.py --workdir "$out" \
-    --config.data.dir="$data" --config.train.steps="$steps"
+    --config.data.dir="$data" --config.train.steps="$steps" --config.optim.warmup_steps="$warmup"
 run .venv/bin/python -m acl_jax.train.curves "$out"
 run .venv/bin/python -m acl_jax.eval --workdir "$out" --data "$data" --task superdiagnostic \
     --protocol linear --out "$out/eval/superdiagnostic_linear.json"

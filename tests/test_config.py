@@ -34,13 +34,14 @@ def test_overrides_are_typed():
         Config(),
         {
             "train.steps": "7",
+            "optim.warmup_steps": "3",  # applied with train.steps: 100 >= 7 is never seen
             "model.widths": "8,16",
             "model.lead_wise": "false",
             "loss.temperature": "0.2",
             "objective": "simclr",
         },
     )
-    assert cfg.train.steps == 7 and cfg.model.widths == (8, 16)
+    assert cfg.train.steps == 7 and cfg.optim.warmup_steps == 3 and cfg.model.widths == (8, 16)
     assert cfg.model.lead_wise is False and cfg.loss.temperature == 0.2
     assert cfg.objective == "simclr"
 

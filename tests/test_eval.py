@@ -52,6 +52,8 @@ def tiny(data_dir, **train_):
         cfg,
         data={"dir": str(data_dir), "batch_size": 16, "window": 200},
         model={"widths": (8, 16), "blocks": (1, 1), "proj_hidden": 32, "proj_dim": 16},
+        # warmup < train.steps (config rule); what the schedule used to clamp it to
+        optim={"warmup_steps": min(10, train_.get("steps", 60) - 1)},
         train={"log_every": 5, "async_checkpoint": False, **train_},
     )
 

@@ -3,8 +3,10 @@
 
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -190,3 +192,55 @@ def test_local_multiprocess_fails_when_a_process_fails(prepared_sample, tmp_path
     r = run_local(prepared_sample, tmp_path / "run", "--config.train.no_such_field=1")
     assert r.returncode == 1
     assert "FAILED" in r.stderr and "no_such_field" in r.stderr
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.slow
+def test_local_multiprocess_stops_the_others_when_one_dies(prepared_sample, tmp_path):
+    """SIGKILL one trainer: the script names it and stops the other (which used to keep
+    running, blocked in a collective, after the script had already reported FAILED)."""
+    workdir = tmp_path / "run"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TPU_", "JAX_"))}
+    env.update(PYTHON=sys.executable, DATA=str(prepared_sample), WORKDIR=str(workdir))
+    env["STEPS"] = "100000"
+    script = subprocess.Popen(
+        [BASH, str(REPO / "launch" / "local_multiprocess.sh")],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    leaders = []  # the `timeout` of each process, which leads its process group
+    for line in script.stdout:
+        if "(pid " in line:
+            leaders.append(int(line.rsplit("(pid ", 1)[1].rstrip(")\n")))
+        if len(leaders) == 2:
+            break
+    trainers = []
+    try:
+        log0 = workdir / "logs" / "process_0.log"
+        deadline = time.time() + 400
+        while "step 2/" not in (log0.read_text() if log0.exists() else ""):
+            assert time.time() < deadline and script.poll() is None, "training never started"
+            time.sleep(0.2)
+        for leader in leaders:
+            children = Path(f"/proc/{leader}/task/{leader}/children").read_text().split()
+            trainers.append(int(children[0]))
+        os.kill(trainers[1], signal.SIGKILL)
+        killed_at = time.time()
+        out, err = script.communicate(timeout=120)
+        elapsed = time.time() - killed_at
+    finally:
+        if script.poll() is None:  # SIGTERM: the script's trap stops its trainers
+            script.send_signal(signal.SIGTERM)
+            script.communicate(timeout=60)
+    assert script.returncode == 1, out + err
+    assert "FAILED: process 1 was killed by signal 9; the other processes were stopped" in err
+    assert elapsed < 45, f"{elapsed:.0f} s"
+    assert not any(_alive(p) for p in trainers + leaders), "a trainer outlived the script"

@@ -150,6 +150,7 @@ def _tiny(data_dir, objective, *, ops=None, lead_wise=True, window=200):
         data={"dir": str(data_dir), "batch_size": 16, "window": window},
         augment={} if ops is None else {"ops": ops},
         model={**model, "lead_wise": lead_wise},
+        optim={"warmup_steps": 2},  # < train.steps (what the schedule used to clamp it to)
         train={"steps": 3, "log_every": 1, "ckpt_every": 3, "async_checkpoint": False},
     )
 

@@ -174,6 +174,7 @@ def test_training_smoke(prepared_sample, tmp_path, monkeypatch, name, cls, lead_
             "proj_dim": 16,
             "lead_wise": lead_wise,
         },
+        optim={"warmup_steps": 2},  # < train.steps (what the schedule used to clamp it to)
         train={"steps": 3, "ckpt_every": 3, "log_every": 1},
     )
     summary = train(cfg, tmp_path)

@@ -34,6 +34,8 @@ def tiny(data_dir, **train):
         cfg,
         data={"dir": str(data_dir), "batch_size": 16, "window": 200},
         model={"widths": (8, 16), "blocks": (1, 1), "proj_hidden": 32, "proj_dim": 16},
+        # warmup < train.steps (config rule); what the schedule used to clamp it to
+        optim={"warmup_steps": min(10, train.get("steps", 60) - 1)},
         train={"log_every": 5, **train},
     )
 
@@ -147,8 +149,14 @@ def test_eight_devices_equal_one(prepared_sample, name):
         )
 
 
+def metric_rows(workdir) -> list[dict]:
+    return [json.loads(line) for line in (workdir / "metrics.jsonl").read_text().splitlines()]
+
+
 def test_resume_after_kill_is_exact(prepared_sample, tmp_path):
-    """2N steps straight == N steps, SIGKILL, restart, finish (parameters identical)."""
+    """2N steps straight == N steps, SIGKILL, restart, finish: parameters identical, and
+    metrics.jsonl holds each step once with the same values (it was flushed only every
+    log_every = 10 steps and never truncated, so steps were lost or repeated)."""
     common = [
         "--config",
         str(TINY),
@@ -182,6 +190,10 @@ def test_resume_after_kill_is_exact(prepared_sample, tmp_path):
     assert sa == sb == 12
     for a, b in zip(params_of(ma), params_of(mb)):
         np.testing.assert_array_equal(a, b)
+    rows_a, rows_b = metric_rows(tmp_path / "a"), metric_rows(tmp_path / "b")
+    assert [r["step"] for r in rows_b] == [r["step"] for r in rows_a] == list(range(1, 13))
+    for ra, rb in zip(rows_a, rows_b):
+        assert (ra["loss"], ra["grad_norm"], ra["lr"]) == (rb["loss"], rb["grad_norm"], rb["lr"])
 
 
 def test_sigterm_saves_and_resumes(prepared_sample, tmp_path):
@@ -268,6 +280,7 @@ def test_two_processes_train_and_checkpoint(prepared_sample, tmp_path):
         "--config.model.widths=8,16",
         "--config.model.blocks=1,1",
         "--config.train.steps=6",
+        "--config.optim.warmup_steps=2",
         "--config.train.ckpt_every=3",
         f"--coordinator=127.0.0.1:{port}",
         "--num-processes=2",

@@ -9,18 +9,20 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import signal
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from acl_jax.config import Config, from_dict, to_dict
+from acl_jax.config import Config, check_schedule, from_dict, to_dict
 from acl_jax.data import pipeline
 from acl_jax.objectives import build_pretrainer
 from acl_jax.train.checkpoint import Checkpointer
 from acl_jax.train.optim import make_optimizer
+from acl_jax.train.preemption import StopFlag
+from acl_jax.train.preflight import check_data
 from acl_jax.train.reporting import Reporter
 from acl_jax.train.step import DATA_AXIS, make_mesh, make_train_step, place_model, shard_batch
 
@@ -38,6 +40,10 @@ RESUMABLE_CHANGES = {
 
 class NonFiniteLoss(RuntimeError):
     pass
+
+
+class NonFiniteState(NonFiniteLoss):
+    """Parameters or optimizer state went inf/NaN (their loss may still have been finite)."""
 
 
 class ConfigMismatch(ValueError):
@@ -69,31 +75,49 @@ def _check_resumable(stored: dict, cfg: Config, workdir: Path) -> None:
         )
 
 
-class _StopFlag:
-    """Set by SIGTERM (preemption): the loop saves at the current step and exits cleanly."""
+def _floating_leaves(*trees) -> list[jax.Array]:
+    return [
+        x
+        for x in jax.tree.leaves(trees)
+        if hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jnp.floating)
+    ]
 
-    def __init__(self):
-        self.requested = False
-        self._previous = signal.signal(signal.SIGTERM, self._handle)
 
-    def _handle(self, signum, frame):
-        self.requested = True
+@jax.jit
+def _all_finite(leaves: list[jax.Array]) -> jax.Array:
+    """One device reduction over every floating array: a scalar bool, replicated."""
+    return jnp.all(jnp.stack([jnp.isfinite(x).all() for x in leaves]))
 
-    def restore(self):
-        signal.signal(signal.SIGTERM, self._previous)
+
+def _state_is_finite(model: nnx.Module, optimizer: nnx.Optimizer) -> bool:
+    return bool(_all_finite(_floating_leaves(nnx.state(model), nnx.state(optimizer))))
 
 
 def train(cfg: Config, workdir: str | Path) -> dict:
-    """Pretrains per `cfg` in `workdir` (resuming from its latest checkpoint). Returns a summary."""
+    """Pretrains per `cfg` in `workdir` (resuming from its latest checkpoint). Returns a summary.
+
+    Stops early, exit-clean, on SIGTERM (saving the current step if it is new); raises
+    NonFiniteLoss / NonFiniteState if the loss or the state stops being finite, having saved
+    only checkpoints whose every parameter and optimizer value is finite.
+    """
+    stop = StopFlag.acquire()  # first: a SIGTERM from here on never kills the process
+    try:
+        return _train(cfg, workdir, stop)
+    finally:
+        stop.release()
+
+
+def _train(cfg: Config, workdir: str | Path, stop: StopFlag) -> dict:
+    check_schedule(cfg)  # also for configs built by from_dict, which skips it
+    summary = {"step": 0, "metrics": {}, "checkpoints": None, "preempted": True, "params": 0}
+    if stop.requested:
+        print("SIGTERM during startup: nothing new to save", flush=True)
+        return summary
     manifest = pipeline.read_manifest(cfg.data.dir)
     fs = int(manifest["fs"])
     mesh = make_mesh()
     n_dev, n_proc = jax.device_count(), jax.process_count()
-    if cfg.data.batch_size % n_dev:
-        raise ValueError(
-            f"--config.data.batch_size={cfg.data.batch_size} must be a multiple of "
-            f"the device count {n_dev}"
-        )
+    check_data(cfg, manifest, n_dev)
     with jax.set_mesh(mesh):
         model = build_pretrainer(cfg, fs=fs, bn_axis=DATA_AXIS, rngs=nnx.Rngs(cfg.seed))
         place_model(model, mesh)
@@ -118,8 +142,20 @@ def train(cfg: Config, workdir: str | Path) -> dict:
         if start:
             _check_resumable(ckpt.stored_config(start)["config"], cfg, workdir)
             start = ckpt.restore(start, model, optimizer, data_iter)
+            if not _state_is_finite(model, optimizer):
+                ckpt.close()
+                raise NonFiniteState(
+                    f"{ckpt.directory}/{start} holds inf/NaN parameters or optimizer state "
+                    "(written before checkpoints were checked finite); delete it to resume "
+                    "from an earlier one, or start a new --workdir"
+                )
             print(f"resumed from {ckpt.directory}/{start}", flush=True)
         n_params = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+        summary.update(step=start, checkpoints=str(ckpt.directory), params=int(n_params))
+        if stop.requested:
+            ckpt.close()
+            print(f"SIGTERM before step {start + 1}: nothing new to save", flush=True)
+            return summary
         if jax.process_index() == 0:
             print(
                 f"{cfg.objective}: {n_params / 1e6:.2f}M parameters, {n_dev} devices, "
@@ -135,9 +171,14 @@ def train(cfg: Config, workdir: str | Path) -> dict:
             every=cfg.train.log_every,
             start_step=start,
         )
-        stop = _StopFlag()
         last = {}
         pending = None  # (step, device metrics) of the step before the one just dispatched
+        last_saved = start  # every checkpoint written is checked finite first
+
+        def where_finite() -> str:
+            if last_saved:
+                return f"the last checkpoint, {ckpt.directory}/{last_saved}, is finite and intact"
+            return "no checkpoint was written"
 
         def flush_pending():
             nonlocal pending, last
@@ -148,10 +189,23 @@ def train(cfg: Config, workdir: str | Path) -> dict:
             last = reporter.log(s, m, schedule(s - 1))
             if not math.isfinite(last["loss"]):
                 raise NonFiniteLoss(
-                    f"loss is {last['loss']} at step {s}; stopping without saving, the last good "
-                    f"checkpoint ({ckpt.latest_step()}) is intact. Lower --config.optim.lr or "
-                    "check the data for extreme values"
+                    f"loss is {last['loss']} at step {s}; stopping without saving: "
+                    f"{where_finite()}. {_FIX}"
                 )
+
+        def save(step):
+            nonlocal last_saved
+            flush_pending()  # never checkpoint a state whose loss was not finite
+            # The loss of step s is computed before step s's update: the updated state can
+            # overflow while that loss is still finite, so the state itself is checked.
+            if not _state_is_finite(model, optimizer):
+                raise NonFiniteState(
+                    f"parameters or optimizer state are inf/NaN after step {step} (its loss "
+                    f"was {last.get('loss')}); not saving them: {where_finite()}. {_FIX}"
+                )
+            reporter.flush()  # metrics of every step up to this checkpoint, none after
+            ckpt.save(step, model, optimizer, data_iter, cfg, fs)
+            last_saved = step
 
         step = start
         try:
@@ -164,8 +218,7 @@ def train(cfg: Config, workdir: str | Path) -> dict:
                     jax.block_until_ready(metrics)
                     reporter.restart_clock(step)
                 if step % cfg.train.ckpt_every == 0 or step == cfg.train.steps or stop.requested:
-                    flush_pending()  # never checkpoint a state whose loss was not finite
-                    ckpt.save(step, model, optimizer, data_iter, cfg, fs)
+                    save(step)
                 if stop.requested:
                     print(
                         f"SIGTERM: saved step {step}; rerun the same command to resume", flush=True
@@ -176,14 +229,14 @@ def train(cfg: Config, workdir: str | Path) -> dict:
             ckpt.wait()
             ckpt.close()
             reporter.close()
-            stop.restore()
-    return {
-        "step": step,
-        "metrics": last,
-        "checkpoints": str(ckpt.directory),
-        "preempted": stop.requested,
-        "params": int(n_params),
-    }
+    summary.update(step=step, metrics=last, preempted=stop.requested)
+    return summary
+
+
+_FIX = (
+    "Lower --config.optim.lr, keep --config.optim.clip_norm > 0, or check the data for "
+    "extreme values"
+)
 
 
 def replace(cfg: Config, **sections) -> Config:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
 from pathlib import Path
 
@@ -26,14 +27,31 @@ def _fmt_duration(seconds: float) -> str:
 
 class _JsonLines:
     """metrics.jsonl: appended locally; object stores (gs://) cannot append, so there the
-    whole file is rewritten on each flush (a few hundred kB for a long run)."""
+    whole file is rewritten on each flush (a few hundred kB for a long run).
 
-    def __init__(self, path: epath.Path):
+    Opened with `keep_through` = the step the run resumes from: rows of later steps (written
+    before a kill, and about to be recomputed) are dropped, as is a line cut short by the
+    kill, so that the file holds each step exactly once.
+    """
+
+    def __init__(self, path: epath.Path, keep_through: int):
         self._path, self._remote = path, "://" in str(path)
-        self._lines = (
-            path.read_text().splitlines(keepends=True) if self._remote and path.exists() else []
-        )
+        lines = path.read_text().splitlines(keepends=True) if path.exists() else []
+        kept = [line for line in lines if _step_of(line) is not None]
+        kept = [line for line in kept if _step_of(line) <= keep_through]
+        if kept != lines:
+            self._rewrite(kept)
+        self._lines = kept if self._remote else []
         self._file = None if self._remote else open(path, "a")  # noqa: SIM115
+
+    def _rewrite(self, lines: list[str]) -> None:
+        if self._remote:
+            self._path.write_text("".join(lines))
+            return
+        # Atomic: a kill during the rewrite leaves the old file or the new one, never half.
+        tmp = Path(f"{self._path}.tmp")
+        tmp.write_text("".join(lines))
+        os.replace(tmp, self._path)
 
     def write(self, line: str) -> None:
         if self._remote:
@@ -41,16 +59,27 @@ class _JsonLines:
         else:
             self._file.write(line)
 
-    def flush(self) -> None:
+    def flush(self, sync: bool = False) -> None:
         if self._remote:
             self._path.write_text("".join(self._lines))
         else:
             self._file.flush()
+            if sync:  # survives a machine crash too, not only a killed process
+                os.fsync(self._file.fileno())
 
     def close(self) -> None:
         self.flush()
         if self._file is not None:
             self._file.close()
+
+
+def _step_of(line: str) -> int | None:
+    """The step of a metrics.jsonl line; None for a line cut short (by a kill)."""
+    try:
+        row = json.loads(line)
+    except json.JSONDecodeError:
+        return None
+    return row.get("step") if isinstance(row, dict) and line.endswith("\n") else None
 
 
 class Reporter:
@@ -66,7 +95,7 @@ class Reporter:
         if self.enabled:
             workdir = epath.Path(workdir)
             workdir.mkdir(parents=True, exist_ok=True)
-            self._jsonl = _JsonLines(workdir / "metrics.jsonl")
+            self._jsonl = _JsonLines(workdir / "metrics.jsonl", keep_through=start_step)
             from tensorboardX import SummaryWriter
 
             self._tb = SummaryWriter(str(workdir / "tb"))
@@ -100,6 +129,12 @@ class Reporter:
                 flush=True,
             )
         return values
+
+    def flush(self) -> None:
+        """Called before each checkpoint is saved: the file then holds every step up to it,
+        so a run resumed from that checkpoint neither loses nor repeats a row."""
+        if self.enabled:
+            self._jsonl.flush(sync=True)
 
     def close(self) -> None:
         if self.enabled:
