@@ -224,9 +224,9 @@ def test_a_dead_peer_ends_the_survivor_promptly(prepared_sample, tmp_path):
         "--config.data.batch_size=16", "--config.model.widths=8,16", "--config.model.blocks=1,1",
         "--config.train.steps=100000", "--config.train.ckpt_every=100000",
         "--config.train.log_every=1", f"--coordinator=127.0.0.1:{_free_port()}",
-        "--num_processes=2",
+        "--num-processes=2",
     ]  # fmt: skip
-    procs = [cli(*args, f"--process_id={i}") for i in range(2)]
+    procs = [cli(*args, f"--process-id={i}") for i in range(2)]
     try:
         for line in procs[0].stdout:
             if line.startswith("step 3/"):
