@@ -156,13 +156,13 @@ def test_train_help_lists_config_fields_from_the_given_file(capsys):
     assert rows["--config.model.widths"] == ["int,...", "32,64,128,128"]
     assert rows["--config.model.lead_wise"] == ["bool", "true"]
     assert "--config.data.dir" in out and "# output of `python -m acl_jax.prepare`" in out
-    argv = ["--config", "configs/tiny.py", "--config.train.steps=7", "--help"]
+    argv = ["--config", "configs/tiny.py", "--config.train.steps=70", "--help"]
     rc, out, _ = call(train_main.main, argv, capsys)
     rows = {
         line.split()[0]: line.split()[1:3] for line in out.splitlines() if "--config." in line[:12]
     }
     assert rc == 0 and "values shown: configs/tiny.py" in out
-    assert rows["--config.train.steps"] == ["int", "7"]  # the file's values, overrides applied
+    assert rows["--config.train.steps"] == ["int", "70"]  # the file's values, overrides applied
     assert rows["--config.data.batch_size"] == ["int", "32"]
 
 
