@@ -132,7 +132,7 @@ def test_train_config_overrides_errors_are_one_line(capsys):
         "--config.train.steps": "error: --config.train.steps needs a value",
         "--config.train.stepz=3": "error: unknown config key 'train.stepz'",
         "--config.train.steps=many": "error: --config.train.steps='many': expected int",
-        "--config.clear.mask_ratio=2": "error: clear.mask_ratio must be in (0, 1)",
+        "--config.clear.mask_ratio=2": "error: clear.mask_ratio",  # a section's own check
     }
     for arg, needle in cases.items():
         rc, out, err = call(train_main.main, [*base, arg], capsys)
