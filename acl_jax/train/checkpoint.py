@@ -32,7 +32,7 @@ from flax import nnx
 from jax.experimental import multihost_utils
 
 import acl_jax
-from acl_jax.config import Config, from_dict, to_dict
+from acl_jax.config import Config, ConfigError, from_dict, to_dict
 from acl_jax.objectives import Pretrainer, build_pretrainer
 
 CKPT_DIR = "checkpoints"
@@ -235,6 +235,8 @@ def _load_step(manager: ocp.CheckpointManager, step: int) -> tuple[Pretrainer, C
     meta = _restore_item(manager, step, "meta", ocp.args.JsonRestore())
     try:
         cfg, fs = from_dict(meta["config"]), int(meta["fs"])
+    except ConfigError:
+        raise  # intact but from another acl_jax version: not damage, the message says the fix
     except Exception as e:  # a meta file that parses as JSON but is not ours
         raise _Unreadable(step, "meta", e) from e
     model = build_pretrainer(cfg, fs=fs, bn_axis=None, rngs=nnx.Rngs(0))
