@@ -89,17 +89,19 @@ def _read_all_arrays(item_dir: epath.Path) -> None:
         raise FileNotFoundError(f"no array data in {item_dir} (manifest.ocdbt missing?)")
     for future in [kv.read(k) for k in keys]:
         future.result()
+    json.loads((item_dir / "_METADATA").read_text())  # the tree structure Orbax restores
     # Orbax parses these while its array reads are in flight (same noise when they are broken).
     metadatas = item_dir / "array_metadatas"
     for path in metadatas.iterdir() if metadatas.is_dir() else []:
         json.loads(path.read_text())
 
 
-def _restore_item(manager: ocp.CheckpointManager, step: int, item: str, arg):
+def _restore_item(manager: ocp.CheckpointManager, step: int, item: str, arg, precheck=True):
     """One item of one step; any failure (missing or truncated files, bad JSON, a step deleted
-    under us) becomes _Unreadable naming the step and the item."""
+    under us) becomes _Unreadable naming the step and the item. precheck: read the arrays
+    first (False where the caller has just done so)."""
     try:
-        if isinstance(arg, ocp.args.StandardRestore):
+        if precheck and isinstance(arg, ocp.args.StandardRestore):
             _read_all_arrays(epath.Path(manager.directory) / str(step) / item)
         return getattr(manager.restore(step, args=ocp.args.Composite(**{item: arg})), item)
     except Exception as e:  # Orbax, TensorStore, Grain and json raise many types
@@ -150,15 +152,19 @@ class Checkpointer:
         """
         failures: list[_Unreadable] = []
         for s in sorted((x for x in self.manager.all_steps() if x <= step), reverse=True):
-            try:
-                states = self._read_step(s, model, optimizer, data_iter)
-                error = None
-            except _Unreadable as e:
-                states, error = None, e
-            if jax.process_count() > 1:  # every process resumes the same step or none does
+            error = self._check_step(s)
+            if jax.process_count() > 1:
+                # Orbax's restores hold barriers: every process tries the same step or none does.
                 ok = multihost_utils.process_allgather(np.int32(error is None))
                 if error is None and not np.all(ok):
-                    error = _Unreadable(s, "another process's items", RuntimeError("failed"))
+                    error = _Unreadable(s, "data_iter", RuntimeError("another process's failed"))
+            if error is None:
+                try:
+                    states = self._read_step(s, model, optimizer, data_iter)
+                except _Unreadable as e:
+                    if jax.process_count() > 1:  # processes may be out of step: stop here
+                        raise CheckpointError(f"checkpoint {s} in {self.directory}: {e}") from e
+                    error = e
             if error is not None:
                 _warn(f"checkpoint {s} is unreadable ({error.item}: {error.reason}); skipped")
                 failures.append(error)
@@ -173,18 +179,40 @@ class Checkpointer:
             "to start the run afresh"
         )
 
+    def _check_step(self, step: int) -> _Unreadable | None:
+        """Reads this process's files of `step` without Orbax (so without its barriers): the
+        meta JSON, every array chunk and this process's data-iterator state."""
+        path = self.directory / str(step)
+        name = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+        for item, check in (
+            ("meta", lambda: json.loads((path / "meta" / "metadata").read_text())),
+            ("model", lambda: _read_all_arrays(path / "model")),
+            ("optimizer", lambda: _read_all_arrays(path / "optimizer")),
+            ("data_iter", lambda: json.loads((path / "data_iter" / name).read_text())),
+        ):
+            try:
+                check()
+            except Exception as e:  # missing file, truncated data, bad JSON
+                return _Unreadable(step, item, e)
+        return None
+
     def _read_step(self, step: int, model: nnx.Module, optimizer: nnx.Optimizer, data_iter):
         # meta first: a step without it is useless to eval even when training could resume it.
         _restore_item(self.manager, step, "meta", ocp.args.JsonRestore())
         states = (
             _restore_item(
-                self.manager, step, "model", ocp.args.StandardRestore(_abstract(nnx.state(model)))
+                self.manager,
+                step,
+                "model",
+                ocp.args.StandardRestore(_abstract(nnx.state(model))),
+                precheck=False,
             ),
             _restore_item(
                 self.manager,
                 step,
                 "optimizer",
                 ocp.args.StandardRestore(_abstract(nnx.state(optimizer))),
+                precheck=False,
             ),
         )
         # Last: it sets the iterator's state in place, so only once the arrays have been read.
