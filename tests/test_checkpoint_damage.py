@@ -126,7 +126,9 @@ def _restore_like_train(cfg, workdir: Path):
         )
         ckpt = Checkpointer(workdir, keep=cfg.train.keep, use_async=False)
         try:
-            step = ckpt.restore(ckpt.latest_step(), model, optimizer, data_iter)
+            latest = ckpt.latest_step()
+            assert ckpt.stored_config(latest)["config"]["seed"] == cfg.seed  # train checks it
+            step = ckpt.restore(latest, model, optimizer, data_iter)
             return step, model, ckpt.latest_step()
         finally:
             ckpt.close()

@@ -19,51 +19,31 @@ can save that step again when it gets there.
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import grain
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-import tensorstore as ts
 from etils import epath
 from flax import nnx
 from jax.experimental import multihost_utils
 
 import acl_jax
-from acl_jax.config import Config, from_dict, to_dict
+from acl_jax.config import Config, ConfigError, from_dict, to_dict
 from acl_jax.models.roles import Trainable
 from acl_jax.objectives import build_pretrainer
+from acl_jax.train.ckpt_read import (
+    CheckpointError,
+    CheckpointNotFound,
+    Unreadable,
+    read_all_arrays,
+    restore_item,
+    warn,
+)
 
 CKPT_DIR = "checkpoints"
 DAMAGED_DIR = "checkpoints_damaged"
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used (damaged, non-finite, none intact); the message names
-    the step and the fix."""
-
-
-class CheckpointNotFound(CheckpointError, FileNotFoundError):
-    """No checkpoint where one was asked for (no workdir, an unknown step, or one deleted by the
-    trainer's keep=N rotation while it was read)."""
-
-
-class _Unreadable(Exception):
-    """One item of one step failed to restore (internal: callers see CheckpointError)."""
-
-    def __init__(self, step: int, item: str, error: BaseException):
-        # The first line only, without TensorStore's multi-page spec dump.
-        first = (str(error).strip().splitlines() or [""])[0].split(" See full TensorStore")[0]
-        self.step, self.item = step, item
-        self.reason = f"{type(error).__name__}: {first}"[:300]
-        super().__init__(f"step {step}, item {item}: {self.reason}")
-
-
-def _warn(message: str) -> None:
-    # stderr, not absl logging: the command lines silence Orbax's INFO/WARNING chatter.
-    print(f"warning: {message}", file=sys.stderr, flush=True)
 
 
 def workdir_path(workdir: str | Path) -> epath.Path:
@@ -74,37 +54,6 @@ def workdir_path(workdir: str | Path) -> epath.Path:
 
 def _abstract(state):
     return jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-
-
-def _read_all_arrays(item_dir: epath.Path) -> None:
-    """Reads every stored chunk of an array item (its OCDBT key-value store) synchronously.
-
-    Why: when a data file is missing or truncated, Orbax's restore fails from inside its asyncio
-    loop and TensorStore's pending reads then print one 'Event loop is closed' traceback each.
-    Reading here first turns that into one clean error (the OS cache makes Orbax's read cheap).
-    """
-    base = str(item_dir) if "://" in str(item_dir) else f"file://{item_dir}"
-    kv = ts.KvStore.open({"driver": "ocdbt", "base": base + "/"}).result()
-    keys = kv.list().result()
-    if not keys:
-        raise FileNotFoundError(f"no array data in {item_dir} (manifest.ocdbt missing?)")
-    for future in [kv.read(k) for k in keys]:
-        future.result()
-    # Orbax parses these while its array reads are in flight (same noise when they are broken).
-    metadatas = item_dir / "array_metadatas"
-    for path in metadatas.iterdir() if metadatas.is_dir() else []:
-        json.loads(path.read_text())
-
-
-def _restore_item(manager: ocp.CheckpointManager, step: int, item: str, arg):
-    """One item of one step; any failure (missing or truncated files, bad JSON, a step deleted
-    under us) becomes _Unreadable naming the step and the item."""
-    try:
-        if isinstance(arg, ocp.args.StandardRestore):
-            _read_all_arrays(epath.Path(manager.directory) / str(step) / item)
-        return getattr(manager.restore(step, args=ocp.args.Composite(**{item: arg})), item)
-    except Exception as e:  # Orbax, TensorStore, Grain and json raise many types
-        raise _Unreadable(step, item, e) from e
 
 
 class Checkpointer:
@@ -149,19 +98,23 @@ class Checkpointer:
         that it is never resumed later and the run can save that step again. Raises
         CheckpointError when no step restores.
         """
-        failures: list[_Unreadable] = []
+        failures: list[Unreadable] = []
         for s in sorted((x for x in self.manager.all_steps() if x <= step), reverse=True):
-            try:
-                states = self._read_step(s, model, optimizer, data_iter)
-                error = None
-            except _Unreadable as e:
-                states, error = None, e
-            if jax.process_count() > 1:  # every process resumes the same step or none does
+            error = self._check_step(s)
+            if jax.process_count() > 1:
+                # Orbax's restores hold barriers: every process tries the same step or none does.
                 ok = multihost_utils.process_allgather(np.int32(error is None))
                 if error is None and not np.all(ok):
-                    error = _Unreadable(s, "another process's items", RuntimeError("failed"))
+                    error = Unreadable(s, "data_iter", RuntimeError("another process's failed"))
+            if error is None:
+                try:
+                    states = self._read_step(s, model, optimizer, data_iter)
+                except Unreadable as e:
+                    if jax.process_count() > 1:  # processes may be out of step: stop here
+                        raise CheckpointError(f"checkpoint {s} in {self.directory}: {e}") from e
+                    error = e
             if error is not None:
-                _warn(f"checkpoint {s} is unreadable ({error.item}: {error.reason}); skipped")
+                warn(f"checkpoint {s} is unreadable ({error.item}: {error.reason}); skipped")
                 failures.append(error)
                 continue
             nnx.update(model, states[0])
@@ -174,24 +127,44 @@ class Checkpointer:
             "to start the run afresh"
         )
 
+    def _check_step(self, step: int) -> Unreadable | None:
+        """Reads this process's files of `step` without Orbax (so without its barriers): the
+        meta JSON, every array chunk and this process's data-iterator state."""
+        path = self.directory / str(step)
+        name = f"process_{jax.process_index()}-of-{jax.process_count()}.json"
+        for item, check in (
+            ("meta", lambda: json.loads((path / "meta" / "metadata").read_text())),
+            ("model", lambda: read_all_arrays(path / "model")),
+            ("optimizer", lambda: read_all_arrays(path / "optimizer")),
+            ("data_iter", lambda: json.loads((path / "data_iter" / name).read_text())),
+        ):
+            try:
+                check()
+            except Exception as e:  # missing file, truncated data, bad JSON
+                return Unreadable(step, item, e)
+        return None
+
     def _read_step(self, step: int, model: nnx.Module, optimizer: nnx.Optimizer, data_iter):
         # meta first: a step without it is useless to eval even when training could resume it.
-        _restore_item(self.manager, step, "meta", ocp.args.JsonRestore())
+        restore_item(self.manager, step, "meta", ocp.args.JsonRestore())
         states = (
-            _restore_item(
-                self.manager, step, "model", ocp.args.StandardRestore(_abstract(nnx.state(model)))
+            restore_item(
+                self.manager,
+                step,
+                "model",
+                ocp.args.StandardRestore(_abstract(nnx.state(model))),
+                precheck=False,
             ),
-            _restore_item(
+            restore_item(
                 self.manager,
                 step,
                 "optimizer",
                 ocp.args.StandardRestore(_abstract(nnx.state(optimizer))),
+                precheck=False,
             ),
         )
         # Last: it sets the iterator's state in place, so only once the arrays have been read.
-        _restore_item(
-            self.manager, step, "data_iter", grain.checkpoint.CheckpointRestore(data_iter)
-        )
+        restore_item(self.manager, step, "data_iter", grain.checkpoint.CheckpointRestore(data_iter))
         return states
 
     def _set_aside(self, steps: list[int]) -> None:
@@ -207,7 +180,7 @@ class Checkpointer:
                 while target.exists():
                     target, n = aside / f"{s}.{n}", n + 1
                 (self.directory / str(s)).rename(target)
-                _warn(f"moved unreadable checkpoint {s} to {target}")
+                warn(f"moved unreadable checkpoint {s} to {target}")
         multihost_utils.sync_global_devices("acl_jax:set_aside_damaged_checkpoints")
         self.manager.reload()
 
@@ -217,8 +190,8 @@ class Checkpointer:
         failures = []
         for s in sorted((x for x in self.manager.all_steps() if x <= step), reverse=True):
             try:
-                return _restore_item(self.manager, s, "meta", ocp.args.JsonRestore())
-            except _Unreadable as e:
+                return restore_item(self.manager, s, "meta", ocp.args.JsonRestore())
+            except Unreadable as e:
                 failures.append(str(e))
         raise CheckpointError(
             f"no checkpoint in {self.directory} has a readable meta item ({'; '.join(failures)})"
@@ -233,14 +206,16 @@ class Checkpointer:
 
 
 def _load_step(manager: ocp.CheckpointManager, step: int) -> tuple[Trainable, Config, int]:
-    meta = _restore_item(manager, step, "meta", ocp.args.JsonRestore())
+    meta = restore_item(manager, step, "meta", ocp.args.JsonRestore())
     try:
         cfg, fs = from_dict(meta["config"]), int(meta["fs"])
+    except ConfigError:
+        raise  # intact but from another acl_jax version: not damage, the message says the fix
     except Exception as e:  # a meta file that parses as JSON but is not ours
-        raise _Unreadable(step, "meta", e) from e
+        raise Unreadable(step, "meta", e) from e
     model = build_pretrainer(cfg, fs=fs, bn_axis=None, rngs=nnx.Rngs(0))
     state = _abstract(nnx.state(model))
-    nnx.update(model, _restore_item(manager, step, "model", ocp.args.StandardRestore(state)))
+    nnx.update(model, restore_item(manager, step, "model", ocp.args.StandardRestore(state)))
     return model, cfg, fs
 
 
@@ -291,10 +266,10 @@ def load_pretrainer(
             try:
                 model, cfg, fs = _load_step(manager, s)
                 break
-            except _Unreadable as e:
+            except Unreadable as e:
                 failures.append(e)
                 if step is None:
-                    _warn(f"checkpoint {s} is unreadable ({e.item}: {e.reason}); skipped")
+                    warn(f"checkpoint {s} is unreadable ({e.item}: {e.reason}); skipped")
         else:
             if step is None:
                 details = "; ".join(str(f) for f in failures)
