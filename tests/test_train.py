@@ -230,9 +230,9 @@ def test_non_finite_loss_keeps_last_good_checkpoint(prepared_sample, tmp_path):
     )
     with pytest.raises(NonFiniteLoss, match="is finite and intact"):
         train(cfg, tmp_path)
-    # require_finite=False: the step saved last can hold inf BatchNorm running variances (its
-    # loss was finite); until the loop checks them before saving, eval refuses that step.
-    model, _, _, step = load_pretrainer(tmp_path, require_finite=False)
+    # Every saved step is finite, BatchNorm statistics included (eval would refuse one that
+    # is not).
+    model, _, _, step = load_pretrainer(tmp_path)
     assert step >= 1
     assert all(np.isfinite(p).all() for p in params_of(model))
 
