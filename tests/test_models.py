@@ -396,3 +396,40 @@ def test_region_embed_off_pools_regions_without_the_lead_embedding():
     assert np.abs(np.asarray(off_a.global_ - off_b.global_)).min() > 0.5
     # Same weights otherwise: region_embed only changes what the regions pool.
     np.testing.assert_allclose(np.asarray(on_b.leads), np.asarray(off_b.leads), rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    ("name", "sections", "needs_rpeaks", "beat_tokens", "dense"),
+    [
+        ("acl_ecg", {}, False, False, True),
+        ("vicreg", {"model": {"lead_wise": False}}, False, False, True),
+        ("clear", {"clear": {"d_model": 8, "depth": 1, "heads": 2}}, True, True, False),
+        (
+            "core_ecg",
+            {"model": {"arch": "transformer", "lead_wise": False, "widths": (8,)}},
+            False,
+            False,
+            True,
+        ),
+    ],
+)
+def test_encoders_declare_what_evaluation_asks_of_them(
+    name, sections, needs_rpeaks, beat_tokens, dense
+):
+    """Eval reads the Encoder role (acl_jax.models.roles) instead of probing attributes; every
+    objective is a Trainable whose `encoder` plays that role."""
+    from acl_jax.config import Config
+    from acl_jax.models import Encoder, Trainable
+    from acl_jax.objectives import build_pretrainer
+    from acl_jax.train.loop import replace
+
+    small = {"widths": (8, 8), "blocks": (1, 1), "proj_hidden": 8, "proj_dim": 8}
+    cfg = replace(replace(Config(objective=name), model=small), **sections)
+    model = build_pretrainer(cfg, fs=100, bn_axis=None, rngs=nnx.Rngs(0))
+    enc = model.encoder
+    assert isinstance(model, Trainable) and isinstance(enc, Encoder)
+    assert (enc.needs_rpeaks, enc.beat_tokens, enc.dense) == (needs_rpeaks, beat_tokens, dense)
+    assert enc.dim > 0
+    if not dense:
+        with pytest.raises(ValueError, match="no per-time features"):
+            enc.features_map(jnp.zeros((1, 12, 100)), jnp.ones((1, 12)))

@@ -22,9 +22,7 @@ import dataclasses
 from collections.abc import Iterator
 
 import jax
-import jax.numpy as jnp
 import numpy as np
-import optax
 from flax import nnx
 
 from acl_jax.config import Config
@@ -32,6 +30,7 @@ from acl_jax.data import pipeline
 from acl_jax.eval import features
 from acl_jax.eval.early_stopping import train_with_early_stopping
 from acl_jax.eval.metrics import macro_metrics
+from acl_jax.models import heads
 from acl_jax.models.hug import HugClassifier, hug_probabilities
 from acl_jax.models.roles import Trainable
 from acl_jax.train.step import DATA_AXIS
@@ -54,23 +53,12 @@ class Classifier(Trainable):
     def loss(self, batch: dict, keys: jax.Array, axis_name: str | None):
         """Global mean of BCE (mean over classes) or softmax CE over the batch's rows."""
         del keys  # no augmentation: the random crops of the train pipeline are the only one
-        logits = self(batch)
-        y = batch["labels"]
-        if self.single:
-            per_row = optax.softmax_cross_entropy(logits, y)
-        else:
-            per_row = optax.sigmoid_binary_cross_entropy(logits, y).mean(axis=-1)
-        total, count = per_row.sum(), jnp.asarray(per_row.shape[0], jnp.float32)
-        if axis_name is not None:
-            total, count = jax.lax.psum((total, count), axis_name)
-        loss = total / count
-        return loss, {"loss_supervised": loss}
+        return heads.classification_loss(self(batch), batch["labels"], self.single, axis_name)
 
 
 def class_probabilities(model: Classifier, batch: dict) -> jax.Array:
     """(b, C) sigmoid (multi-label) or softmax (single-label) probabilities."""
-    logits = model(batch)
-    return jax.nn.softmax(logits) if model.single else jax.nn.sigmoid(logits)
+    return heads.class_probabilities(model(batch), model.single)
 
 
 def hug_batch_probabilities(model: HugClassifier, batch: dict) -> jax.Array:

@@ -47,6 +47,10 @@ from acl_jax.leads import LEAD_INDEX, NUM_LEADS, canonical_lead, region_matrix
 from acl_jax.models.resnet1d import ResNet1d
 from acl_jax.models.roles import Encoder
 
+# Masked logits use a large finite negative, not -inf: exp() underflows to exactly 0, so the
+# softmax and its gradient ignore them, and a row with every entry masked stays finite.
+MASKED = -1e9
+
 
 class Features(NamedTuple):
     """Encoder outputs, all float32. D = encoder.dim, R = encoder.num_regions."""

@@ -1,9 +1,11 @@
-"""Projection heads mapping encoder features to the contrastive embedding space."""
+"""Projection heads mapping encoder features to the contrastive embedding space, and the loss
+and probabilities of the supervised classification heads (eval's classifier, HUG)."""
 
 from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import optax
 from flax import nnx
 
 from acl_jax.models.resnet1d import MaskedBatchNorm, compute_dtype
@@ -56,3 +58,22 @@ class MLPHead(nnx.Module):
         for linear, norm in zip(self.hidden, self.norms):
             h = jax.nn.relu(norm(linear(h), mask=flat_mask))
         return self.out(h).astype(jnp.float32).reshape(*lead_shape, -1)
+
+
+def classification_loss(logits: jax.Array, labels: jax.Array, single: bool, axis_name: str | None):
+    """logits, labels (b, C) -> (global mean over rows of softmax cross-entropy (single-label)
+    or per-class BCE averaged over classes, {"loss_supervised": the same})."""
+    if single:
+        per_row = optax.softmax_cross_entropy(logits, labels)
+    else:
+        per_row = optax.sigmoid_binary_cross_entropy(logits, labels).mean(axis=-1)
+    total, count = per_row.sum(), jnp.asarray(per_row.shape[0], jnp.float32)
+    if axis_name is not None:
+        total, count = jax.lax.psum((total, count), axis_name)
+    loss = total / count
+    return loss, {"loss_supervised": loss}
+
+
+def class_probabilities(logits: jax.Array, single: bool) -> jax.Array:
+    """(b, C) softmax (single-label) or sigmoid (multi-label) probabilities of logits (b, C)."""
+    return jax.nn.softmax(logits) if single else jax.nn.sigmoid(logits)

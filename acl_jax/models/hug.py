@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
-import optax
 from flax import nnx
 
 from acl_jax.leads import region_matrix
-from acl_jax.models.roles import MASKED, Trainable
+from acl_jax.models.encoder import MASKED
+from acl_jax.models.heads import class_probabilities, classification_loss
+from acl_jax.models.roles import Trainable
 
 
 def _pool(scores, feats, valid):
@@ -119,19 +120,9 @@ class HugClassifier(Trainable):
         """Global mean of BCE (mean over classes) or softmax CE over the batch's rows."""
         del keys
         logits = self(batch["signal"], batch["lead_mask"], batch["rpeaks"])
-        y = batch["labels"]
-        if self.single:
-            per_row = optax.softmax_cross_entropy(logits, y)
-        else:
-            per_row = optax.sigmoid_binary_cross_entropy(logits, y).mean(axis=-1)
-        total, count = per_row.sum(), jnp.asarray(per_row.shape[0], jnp.float32)
-        if axis_name is not None:
-            total, count = jax.lax.psum((total, count), axis_name)
-        loss = total / count
-        return loss, {"loss_supervised": loss}
+        return classification_loss(logits, batch["labels"], self.single, axis_name)
 
 
 def hug_probabilities(model: HugClassifier, x, lead_mask, rpeaks):
     """(b, C) sigmoid (multi-label) or softmax (single-label) probabilities."""
-    logits = model(x, lead_mask, rpeaks)
-    return jax.nn.softmax(logits) if model.single else jax.nn.sigmoid(logits)
+    return class_probabilities(model(x, lead_mask, rpeaks), model.single)

@@ -25,10 +25,6 @@ from __future__ import annotations
 import jax
 from flax import nnx
 
-# Masked logits use a large finite negative, not -inf: exp() underflows to exactly 0, so the
-# softmax and its gradient ignore them, and a row with every entry masked stays finite.
-MASKED = -1e9
-
 
 class Trainable(nnx.Module):
     """Base class of what the train step trains; subclasses implement `loss`."""

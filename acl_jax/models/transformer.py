@@ -34,8 +34,8 @@ from flax import nnx
 
 from acl_jax.leads import NUM_LEADS, region_matrix
 from acl_jax.models import beats as beat_tokens
-from acl_jax.models.encoder import Features, masked_pool, register_backbone
-from acl_jax.models.roles import MASKED, Encoder
+from acl_jax.models.encoder import MASKED, Features, masked_pool, register_backbone
+from acl_jax.models.roles import Encoder
 
 
 @functools.lru_cache(maxsize=16)

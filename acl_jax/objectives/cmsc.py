@@ -26,14 +26,12 @@ Documented choices:
 from __future__ import annotations
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from acl_jax.augment import View, make_augment, pack_rpeaks, view_from_batch
 from acl_jax.config import Config
-from acl_jax.models import MLPHead
-from acl_jax.objectives.multi_positive import multi_positive_nt_xent
-from acl_jax.objectives.two_view import TwoViewObjective
+from acl_jax.objectives.multi_positive import PatientPositives
+from acl_jax.objectives.simclr import SimCLR
 
 
 def _check_even(width: int, where: str) -> None:
@@ -62,17 +60,14 @@ def split_halves(view: View) -> tuple[View, View]:
     )
 
 
-class Cmsc(TwoViewObjective):
+class Cmsc(PatientPositives, SimCLR):
     """CMSC: adjacent halves of one window as the two views, same-patient positives."""
 
     def __init__(self, cfg: Config, *, fs: int, bn_axis: str | None, rngs: nnx.Rngs):
         _check_even(cfg.data.window, "data.window")
         super().__init__(cfg, fs=fs, bn_axis=bn_axis, rngs=rngs)
-        m = cfg.model
-        self.head = MLPHead(self.encoder.dim, m.proj_hidden, m.proj_dim, bn_axis=bn_axis, rngs=rngs)
         # None when no ops are configured (the paper's CMSC): the halves are used as they are.
         self._augment = make_augment(cfg.augment, fs) if cfg.augment.ops else None
-        self._temperature = cfg.loss.temperature
 
     def views(self, batch: dict, keys: jax.Array) -> tuple[View, View]:
         """The two (optionally augmented) halves; keys (b,) per-example PRNG keys."""
@@ -82,10 +77,3 @@ class Cmsc(TwoViewObjective):
         pair = jax.vmap(jax.random.split)(keys)  # (b, 2)
         augment = jax.vmap(self._augment)
         return augment(pair[:, 0], first), augment(pair[:, 1], second)
-
-    def loss(self, batch: dict, keys: jax.Array, axis_name: str | None):
-        v1, v2 = self.views(batch, keys)
-        z1, z2 = self.project(self.head, v1), self.project(self.head, v2)
-        patient = jnp.asarray(batch["patient"], jnp.int32)
-        loss, metrics = multi_positive_nt_xent(z1, z2, patient, self._temperature, axis_name)
-        return loss, {"loss": loss, **metrics}

@@ -28,7 +28,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from acl_jax.models.roles import MASKED
+from acl_jax.models.encoder import MASKED
 from acl_jax.objectives.collectives import gather, global_sum, pair_indices
 from acl_jax.objectives.ntxent import l2_normalize
 
@@ -84,3 +84,13 @@ def multi_positive_nt_xent(
     local = jnp.stack([loss.sum(), correct.sum(dtype=jnp.float32), num_pos.sum()])
     total = global_sum(local, axis_name) / (2 * n)
     return total[0], {"acc": total[1], "positives": total[2]}
+
+
+class PatientPositives:
+    """Mixin for SimCLR-shaped objectives (CMSC, 3KG): every view of the same patient
+    (batch["patient"] (b,) int) is a positive, with tau = cfg.loss.temperature."""
+
+    def contrast(self, z1: jax.Array, z2: jax.Array, batch: dict, axis_name: str | None):
+        patient = jnp.asarray(batch["patient"], jnp.int32)
+        loss, metrics = multi_positive_nt_xent(z1, z2, patient, self._temperature, axis_name)
+        return loss, {"loss": loss, **metrics}

@@ -23,7 +23,7 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-from acl_jax.models.roles import MASKED
+from acl_jax.models.encoder import MASKED
 from acl_jax.objectives.collectives import gather, global_sum, pair_indices
 
 # Squared-norm floor for L2 normalization: a zero embedding (e.g. a region whose leads are all

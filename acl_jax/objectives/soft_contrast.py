@@ -37,7 +37,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from acl_jax.models.roles import MASKED
+from acl_jax.models.encoder import MASKED
 from acl_jax.objectives.collectives import gather, global_sum, pair_indices
 from acl_jax.objectives.ntxent import l2_normalize
 

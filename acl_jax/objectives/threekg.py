@@ -23,19 +23,16 @@ Documented choices:
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
 from flax import nnx
 
 from acl_jax.config import Config
-from acl_jax.models import MLPHead
-from acl_jax.objectives.multi_positive import multi_positive_nt_xent
-from acl_jax.objectives.two_view import TwoViewObjective
+from acl_jax.objectives.multi_positive import PatientPositives
+from acl_jax.objectives.simclr import SimCLR
 
 REQUIRED_OP = "vcg_rotate_scale"
 
 
-class ThreeKG(TwoViewObjective):
+class ThreeKG(PatientPositives, SimCLR):
     """3KG: two VCG rotate/scale + time-mask views, same-patient positives."""
 
     def __init__(self, cfg: Config, *, fs: int, bn_axis: str | None, rngs: nnx.Rngs):
@@ -46,13 +43,3 @@ class ThreeKG(TwoViewObjective):
                 "(or use configs/3kg_ptbxl.py)"
             )
         super().__init__(cfg, fs=fs, bn_axis=bn_axis, rngs=rngs)
-        m = cfg.model
-        self.head = MLPHead(self.encoder.dim, m.proj_hidden, m.proj_dim, bn_axis=bn_axis, rngs=rngs)
-        self._temperature = cfg.loss.temperature
-
-    def loss(self, batch: dict, keys: jax.Array, axis_name: str | None):
-        v1, v2 = self.views(batch, keys)
-        z1, z2 = self.project(self.head, v1), self.project(self.head, v2)
-        patient = jnp.asarray(batch["patient"], jnp.int32)
-        loss, metrics = multi_positive_nt_xent(z1, z2, patient, self._temperature, axis_name)
-        return loss, {"loss": loss, **metrics}
