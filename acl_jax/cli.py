@@ -194,9 +194,10 @@ def parse(spec: type, argv: Sequence[str], *, prog: str, doc: str | None = None,
     epilog = None
     if config:
         from acl_jax import config as config_lib
+        from acl_jax import config_cli
 
         try:
-            argv, overrides = config_lib.split_config_args(argv)
+            argv, overrides = config_cli.split_config_args(argv)
         except config_lib.ConfigError as e:
             _usage_exit(str(e))
         if "-h" in argv or "--help" in argv:
@@ -227,10 +228,11 @@ def _peek(argv: Sequence[str], name: str) -> str | None:
 
 
 def _load(path: str, overrides: dict[str, str]):
-    from acl_jax import config as config_lib
+    from acl_jax import config_cli
+    from acl_jax.config import load_config
 
     try:
-        return config_lib.apply_overrides(config_lib.load_config(path), overrides)
+        return config_cli.apply_overrides(load_config(path), overrides)
     except ValueError as e:  # ConfigError, or a section's own check of its values
         _usage_exit(str(e))
 
@@ -246,7 +248,7 @@ def _unknown(token: str, parser: argparse.ArgumentParser) -> typing.NoReturn:
 
 def config_help(cfg: Any, source: str) -> str:
     """Every config field as `--config.KEY  TYPE  VALUE  # comment`, VALUE from `cfg`."""
-    from acl_jax.config_doc import field_rows
+    from acl_jax.config_cli import field_rows
 
     rows = [(f"--config.{k}", t, show(v), c) for k, t, v, c in field_rows(cfg)]
     w0, w1 = (max(len(r[i]) for r in rows) for i in range(2))

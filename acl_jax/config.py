@@ -1,9 +1,10 @@
 """The one configuration schema: frozen dataclasses, defaults stated once, here.
 
-A config file in configs/ defines `get_config() -> Config`. Command lines override fields with
-`--config.a.b=value` (`apply_overrides`); an unknown key or a value of the wrong type is an
-error naming the key and listing the valid ones. Configs are frozen and hashable, so parts of
-them are closed over as static values in jitted functions.
+A config file in configs/ defines `get_config() -> Config`; every field checks its range when
+the config is built (one-line ConfigError/ValueError naming `section.key`). Command-line
+overrides (`--config.a.b=value`) live in acl_jax.config_cli; each method's own settings in
+acl_jax.method_config. Configs are frozen and hashable, so parts of them are closed over as
+static values in jitted functions.
 """
 
 from __future__ import annotations
@@ -268,88 +269,8 @@ def load_config(path: str | Path) -> Config:
     return cfg
 
 
-def _coerce(text: str, typ: Any, key: str) -> Any:
-    origin = typing.get_origin(typ)
-    try:
-        if typ is bool:
-            low = text.strip().lower()
-            if low in ("1", "true", "yes", "on"):
-                return True
-            if low in ("0", "false", "no", "off"):
-                return False
-            raise ValueError(text)
-        if typ in (int, float, str):
-            return typ(text)
-        if origin is tuple:
-            (elem, _) = typing.get_args(typ)
-            parts = [p for p in text.strip("()[] ").split(",") if p.strip()]
-            return tuple(_coerce(p.strip(), elem, key) for p in parts)
-    except ValueError:
-        raise ConfigError(
-            f"--config.{key}={text!r}: expected {getattr(typ, '__name__', typ)}"
-        ) from None
-    raise ConfigError(f"--config.{key}: unsupported field type {typ}")
-
-
 def _field_types(cls) -> dict[str, Any]:
     return typing.get_type_hints(cls)
-
-
-def apply_overrides(cfg: Config, overrides: dict[str, str]) -> Config:
-    """Returns `cfg` with dotted keys ("train.steps") set from strings, type-checked."""
-    # Collected first and applied once per dataclass, so that checks spanning several fields
-    # (amplitude_min <= amplitude_max, warmup < steps) see the final values, in any order.
-    changes: dict = {}
-    for key, text in overrides.items():
-        _collect(cfg, key.split("."), text, key, changes)
-    return _apply(cfg, changes)
-
-
-def _collect(obj, path: list[str], text: str, key: str, changes: dict) -> None:
-    types_ = _field_types(type(obj))
-    name = path[0]
-    if name not in types_:
-        valid = ", ".join(sorted(types_))
-        raise ConfigError(f"unknown config key {key!r}: {name!r} is not one of [{valid}]")
-    typ = types_[name]
-    current = getattr(obj, name)
-    if len(path) > 1:
-        if not dataclasses.is_dataclass(current):
-            raise ConfigError(f"unknown config key {key!r}: {name!r} has no sub-keys")
-        _collect(current, path[1:], text, key, changes.setdefault(name, {}))
-        return
-    if dataclasses.is_dataclass(current):
-        raise ConfigError(f"--config.{key} is a group; set one of its keys, e.g. {key}.<field>")
-    changes[name] = _coerce(text, typ, key)
-
-
-def _apply(obj, changes: dict):
-    return dataclasses.replace(
-        obj,
-        **{k: _apply(getattr(obj, k), v) if isinstance(v, dict) else v for k, v in changes.items()},
-    )
-
-
-def split_config_args(argv: list[str]) -> tuple[list[str], dict[str, str]]:
-    """Separates `--config.a.b=v` (or `--config.a.b v`) arguments from the rest of argv."""
-    rest, overrides = [], {}
-    i = 0
-    while i < len(argv):
-        arg = argv[i]
-        if arg.startswith("--config."):
-            body = arg[len("--config.") :]
-            if "=" in body:
-                key, val = body.split("=", 1)
-            elif i + 1 < len(argv) and not argv[i + 1].startswith("--"):
-                key, val = body, argv[i + 1]
-                i += 1
-            else:
-                raise ConfigError(f"{arg} needs a value: {arg}=VALUE")
-            overrides[key] = val
-        else:
-            rest.append(arg)
-        i += 1
-    return rest, overrides
 
 
 def to_dict(cfg: Config) -> dict[str, Any]:
@@ -445,11 +366,9 @@ __all__ = [
     "OptimConfig",
     "TrainConfig",
     "VicregConfig",
-    "apply_overrides",
     "check_schedule",
     "from_dict",
     "load_config",
-    "split_config_args",
     "to_dict",
     "to_json",
 ]

@@ -12,35 +12,23 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 from flax import nnx
+from tiny_run import tiny
 
-from acl_jax.config import load_config
 from acl_jax.data import pipeline
 from acl_jax.eval import EvalArgs, follow
-from acl_jax.objectives import build_pretrainer
 from acl_jax.train.checkpoint import Checkpointer, CheckpointError, load_pretrainer
-from acl_jax.train.loop import replace, train
-from acl_jax.train.optim import make_optimizer
-from acl_jax.train.step import DATA_AXIS, make_mesh, place_model
+from acl_jax.train.loop import build_state, train
+from acl_jax.train.step import make_mesh
 
 REPO = Path(__file__).resolve().parent.parent
 NOISE = ("Traceback", "Event loop is closed")
-
-
-def tiny(data_dir):
-    cfg = load_config(REPO / "configs" / "tiny.py")
-    return replace(
-        cfg,
-        data={"dir": str(data_dir), "batch_size": 16, "window": 200},
-        model={"widths": (8, 16), "blocks": (1, 1), "proj_hidden": 32, "proj_dim": 16},
-        train={"steps": 6, "ckpt_every": 2, "keep": 3, "log_every": 5, "async_checkpoint": False},
-    )
 
 
 @pytest.fixture(scope="module")
 def run(prepared_sample, tmp_path_factory):
     """One tiny uninterrupted run with checkpoints 2, 4, 6 (never modified: tests copy it)."""
     workdir = tmp_path_factory.mktemp("ckpt") / "run"
-    train(tiny(prepared_sample), workdir)
+    train(tiny(prepared_sample, steps=6, ckpt_every=2, keep=3), workdir)
     assert sorted(int(p.name) for p in (workdir / "checkpoints").iterdir()) == [2, 4, 6]
     return workdir
 
@@ -110,20 +98,7 @@ def _restore_like_train(cfg, workdir: Path):
     fs = int(pipeline.read_manifest(cfg.data.dir)["fs"])
     mesh = make_mesh()
     with jax.set_mesh(mesh):
-        model = build_pretrainer(cfg, fs=fs, bn_axis=DATA_AXIS, rngs=nnx.Rngs(cfg.seed))
-        place_model(model, mesh)
-        tx, _ = make_optimizer(cfg.optim, cfg.data.batch_size, cfg.train.steps)
-        optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
-        data_iter = iter(
-            pipeline.train_dataset(
-                cfg.data.dir,
-                cfg.data.train_split,
-                window=cfg.data.window,
-                max_beats=cfg.data.max_beats,
-                batch_size=cfg.data.batch_size,
-                seed=cfg.seed,
-            )
-        )
+        model, optimizer, _, data_iter = build_state(cfg, mesh, fs)
         ckpt = Checkpointer(workdir, keep=cfg.train.keep, use_async=False)
         try:
             latest = ckpt.latest_step()
@@ -141,7 +116,9 @@ def test_resume_falls_back_and_sets_the_damaged_step_aside(
 ):
     wd = copy(run, tmp_path)
     damage(wd, 6, TRAIN_FILES[what], how)
-    step, model, latest = _restore_like_train(tiny(prepared_sample), wd)
+    step, model, latest = _restore_like_train(
+        tiny(prepared_sample, steps=6, ckpt_every=2, keep=3), wd
+    )
     assert step == 4 and latest == 4
     for a, b in zip(params(model), params(load_pretrainer(run, 4)[0]), strict=True):
         np.testing.assert_array_equal(a, b)
@@ -160,7 +137,7 @@ def test_resume_past_a_damaged_step_equals_an_uninterrupted_run(
     that never broke."""
     wd = copy(run, tmp_path)
     damage(wd, 6, "model/d/*", "truncate")
-    summary = train(tiny(prepared_sample), wd)
+    summary = train(tiny(prepared_sample, steps=6, ckpt_every=2, keep=3), wd)
     assert summary["step"] == 6
     assert f"resumed from {wd.absolute()}/checkpoints/4" in capsys.readouterr().out
     resumed, _, _, step = load_pretrainer(wd)
@@ -176,7 +153,7 @@ def test_no_intact_step_is_one_clear_error(prepared_sample, run, tmp_path):
     with pytest.raises(CheckpointError, match=r"no checkpoint in .* restores \(step 6, item meta"):
         load_pretrainer(wd)
     with pytest.raises(CheckpointError, match=r"no checkpoint in .* (restores|readable meta)"):
-        _restore_like_train(tiny(prepared_sample), wd)
+        _restore_like_train(tiny(prepared_sample, steps=6, ckpt_every=2, keep=3), wd)
 
 
 def save_non_finite(workdir: Path, src: int, dst: int) -> int:

@@ -17,12 +17,11 @@ from acl_jax.config import (
     LcdConfig,
     MocoConfig,
     VicregConfig,
-    apply_overrides,
     from_dict,
     load_config,
-    split_config_args,
     to_dict,
 )
+from acl_jax.config_cli import apply_overrides, split_config_args
 from acl_jax.leads import parse_regions
 
 REPO = Path(__file__).parent.parent

@@ -13,10 +13,10 @@ import jax
 import numpy as np
 import pytest
 from flax import nnx
+from tiny_run import tiny
 
 from acl_jax.compare import CompareError, compare
 from acl_jax.compare import main as compare_main
-from acl_jax.config import load_config
 from acl_jax.data import pipeline
 from acl_jax.eval import (
     EvalArgs,
@@ -44,18 +44,6 @@ from acl_jax.train.loop import replace, train
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "configs" / "tiny.py"
 LUDB = REPO / "tests" / "fixtures" / "ludb"
-
-
-def tiny(data_dir, **train_):
-    cfg = load_config(TINY)
-    return replace(
-        cfg,
-        data={"dir": str(data_dir), "batch_size": 16, "window": 200},
-        model={"widths": (8, 16), "blocks": (1, 1), "proj_hidden": 32, "proj_dim": 16},
-        # warmup < train.steps (config rule); what the schedule used to clamp it to
-        optim={"warmup_steps": min(10, train_.get("steps", 60) - 1)},
-        train={"log_every": 5, "async_checkpoint": False, **train_},
-    )
 
 
 @pytest.fixture(scope="module")

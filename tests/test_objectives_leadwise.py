@@ -11,6 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import numpy_reference_leadwise as ref
 import pytest
+import tiny_run
 from flax import nnx
 from jax import P
 
@@ -157,17 +158,6 @@ def test_absent_leads_contribute_nothing(name):
     assert abs(float(value_and_grad(*changed, valid)[0][0]) - float(loss)) > 1e-5
 
 
-def _tiny(data_dir, **train):
-    return replace(
-        load_config(TINY),
-        data={"dir": str(data_dir), "batch_size": 16, "window": 200},
-        model={"widths": (8, 16), "blocks": (1, 1), "proj_hidden": 32, "proj_dim": 16},
-        # warmup < train.steps (config rule); what the schedule used to clamp it to
-        optim={"warmup_steps": min(10, train.get("steps", 60) - 1)},
-        train={"log_every": 1, "async_checkpoint": False, **train},
-    )
-
-
 def _host_batch(seed, b=4, window=200):
     rng = np.random.default_rng(seed)
     mask = np.ones((b, 12), np.float32)
@@ -182,7 +172,7 @@ def _host_batch(seed, b=4, window=200):
 @pytest.mark.parametrize("cls", [Dlc, Lcd])
 def test_pretrainer_ignores_absent_lead_signals(cls):
     """Through augmentation, encoder, heads and loss: absent leads' samples do not matter."""
-    cfg = replace(_tiny("unused"), objective=cls.__name__.lower())
+    cfg = replace(tiny_run.tiny("unused", log_every=1), objective=cls.__name__.lower())
     model = cls(cfg, fs=100, bn_axis=None, rngs=nnx.Rngs(0))
     loss_fn = nnx.jit(lambda m, batch, keys: m.loss(batch, keys, None)[0])
     batch = _host_batch(4)
@@ -199,7 +189,7 @@ def test_pretrainer_ignores_absent_lead_signals(cls):
 
 
 def test_lcd_targets_are_state_not_params_and_follow_the_ema():
-    cfg = replace(_tiny("unused", steps=10), objective="lcd")
+    cfg = replace(tiny_run.tiny("unused", log_every=1, steps=10), objective="lcd")
     model = Lcd(cfg, fs=100, bn_axis=None, rngs=nnx.Rngs(0))
     online = [
         np.asarray(x)
@@ -231,7 +221,9 @@ def test_lcd_targets_are_state_not_params_and_follow_the_ema():
 
 def test_dlc_training_smoke(prepared_sample, tmp_path, monkeypatch):
     monkeypatch.setitem(OBJECTIVES, "dlc", Dlc)  # until acl_jax/objectives lists it
-    cfg = replace(_tiny(prepared_sample, steps=3, ckpt_every=3), objective="dlc")
+    cfg = replace(
+        tiny_run.tiny(prepared_sample, log_every=1, steps=3, ckpt_every=3), objective="dlc"
+    )
     summary = train(cfg, tmp_path)
     metrics = summary["metrics"]
     assert summary["step"] == 3
@@ -249,7 +241,9 @@ def _full_state(model):
 def test_lcd_training_and_exact_resume_with_targets(prepared_sample, tmp_path, monkeypatch, capsys):
     """4 steps straight == 2 steps, restore, 2 more: every model variable, targets included."""
     monkeypatch.setitem(OBJECTIVES, "lcd", Lcd)  # until acl_jax/objectives lists it
-    cfg = replace(_tiny(prepared_sample, steps=4, ckpt_every=2, keep=3), objective="lcd")
+    cfg = replace(
+        tiny_run.tiny(prepared_sample, log_every=1, steps=4, ckpt_every=2, keep=3), objective="lcd"
+    )
     summary = train(cfg, tmp_path)
     assert summary["step"] == 4
     for key in ("loss", "loss_corr", "loss_dec"):

@@ -1,9 +1,9 @@
 """The pretraining loop end to end on the prepared real sample: learning, sharding, resumption."""
 
+import functools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,9 +12,9 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+import tiny_run
 from flax import nnx
 
-from acl_jax.config import load_config
 from acl_jax.data import pipeline
 from acl_jax.objectives import build_pretrainer
 from acl_jax.objectives.ema import Target
@@ -28,16 +28,8 @@ REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "configs" / "tiny.py"
 
 
-def tiny(data_dir, **train):
-    cfg = load_config(TINY)
-    return replace(
-        cfg,
-        data={"dir": str(data_dir), "batch_size": 16, "window": 200},
-        model={"widths": (8, 16), "blocks": (1, 1), "proj_hidden": 32, "proj_dim": 16},
-        # warmup < train.steps (config rule); what the schedule used to clamp it to
-        optim={"warmup_steps": min(10, train.get("steps", 60) - 1)},
-        train={"log_every": 5, **train},
-    )
+# The trainer as users run it: asynchronous checkpoints (tiny.py's setting).
+tiny = functools.partial(tiny_run.tiny, async_checkpoint=True)
 
 
 def params_of(model) -> list[np.ndarray]:
@@ -262,16 +254,10 @@ def test_missing_checkpoint_errors(tmp_path):
         load_pretrainer(tmp_path)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_two_processes_train_and_checkpoint(prepared_sample, tmp_path):
     """2 processes x 2 emulated devices on localhost: a real multi-host run."""
-    port = _free_port()
+    port = tiny_run.free_port()
     args = [
         "--config",
         str(TINY),

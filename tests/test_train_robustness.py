@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -16,24 +15,15 @@ import jax
 import numpy as np
 import orbax.checkpoint as ocp
 import pytest
+from tiny_run import free_port, tiny
 
-from acl_jax.config import ConfigError, apply_overrides, from_dict, load_config, to_dict
+from acl_jax.config import ConfigError, from_dict, load_config, to_dict
+from acl_jax.config_cli import apply_overrides
 from acl_jax.train.loop import NonFiniteLoss, replace, train
 from acl_jax.train.reporting import Reporter
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "configs" / "tiny.py"
-
-
-def tiny(data_dir, *, optim=None, **train_):
-    steps = train_.get("steps", 60)
-    return replace(
-        load_config(TINY),
-        data={"dir": str(data_dir), "batch_size": 16, "window": 200},
-        model={"widths": (8, 16), "blocks": (1, 1), "proj_hidden": 32, "proj_dim": 16},
-        optim={"warmup_steps": min(10, steps - 1), **(optim or {})},
-        train={"log_every": 5, "async_checkpoint": False, **train_},
-    )
 
 
 def cli(*args):
@@ -209,12 +199,6 @@ def test_sigterm_right_after_restore_exits_0(prepared_sample, tmp_path):
     assert "Traceback" not in out
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.mark.slow
 def test_a_dead_peer_ends_the_survivor_promptly(prepared_sample, tmp_path):
     """2 processes; process 1 is SIGKILLed mid-run: process 0 ends within the heartbeat
@@ -223,7 +207,7 @@ def test_a_dead_peer_ends_the_survivor_promptly(prepared_sample, tmp_path):
         "--config", str(TINY), "--workdir", str(tmp_path), f"--config.data.dir={prepared_sample}",
         "--config.data.batch_size=16", "--config.model.widths=8,16", "--config.model.blocks=1,1",
         "--config.train.steps=100000", "--config.train.ckpt_every=100000",
-        "--config.train.log_every=1", f"--coordinator=127.0.0.1:{_free_port()}",
+        "--config.train.log_every=1", f"--coordinator=127.0.0.1:{free_port()}",
         "--num-processes=2",
     ]  # fmt: skip
     procs = [cli(*args, f"--process-id={i}") for i in range(2)]

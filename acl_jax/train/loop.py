@@ -107,6 +107,32 @@ def train(cfg: Config, workdir: str | Path) -> dict:
         stop.release()
 
 
+def build_state(cfg: Config, mesh: jax.sharding.Mesh, fs: int):
+    """(model, optimizer, lr schedule, data iterator) at step 0, placed on `mesh`; call under
+    `jax.set_mesh(mesh)`. A restore overwrites them; the same build is what a resume restores
+    into, so tests and benches that inspect checkpoints use it too."""
+    n_proc = jax.process_count()
+    model = build_pretrainer(cfg, fs=fs, bn_axis=DATA_AXIS, rngs=nnx.Rngs(cfg.seed))
+    place_model(model, mesh)
+    tx, schedule = make_optimizer(cfg.optim, cfg.data.batch_size, cfg.train.steps)
+    optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
+    data_iter = iter(
+        pipeline.train_dataset(
+            cfg.data.dir,
+            cfg.data.train_split,
+            window=cfg.data.window,
+            max_beats=cfg.data.max_beats,
+            batch_size=cfg.data.batch_size // n_proc,
+            seed=cfg.seed,
+            process_index=jax.process_index(),
+            process_count=n_proc,
+            num_workers=cfg.data.num_workers,
+            prefetch=cfg.data.prefetch,
+        )
+    )
+    return model, optimizer, schedule, data_iter
+
+
 def _train(cfg: Config, workdir: str | Path, stop: StopFlag) -> dict:
     check_schedule(cfg)  # also for configs built by from_dict, which skips it
     summary = {"step": 0, "metrics": {}, "checkpoints": None, "preempted": True, "params": 0}
@@ -119,24 +145,7 @@ def _train(cfg: Config, workdir: str | Path, stop: StopFlag) -> dict:
     n_dev, n_proc = jax.device_count(), jax.process_count()
     check_data(cfg, manifest, n_dev)
     with jax.set_mesh(mesh):
-        model = build_pretrainer(cfg, fs=fs, bn_axis=DATA_AXIS, rngs=nnx.Rngs(cfg.seed))
-        place_model(model, mesh)
-        tx, schedule = make_optimizer(cfg.optim, cfg.data.batch_size, cfg.train.steps)
-        optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
-        data_iter = iter(
-            pipeline.train_dataset(
-                cfg.data.dir,
-                cfg.data.train_split,
-                window=cfg.data.window,
-                max_beats=cfg.data.max_beats,
-                batch_size=cfg.data.batch_size // n_proc,
-                seed=cfg.seed,
-                process_index=jax.process_index(),
-                process_count=n_proc,
-                num_workers=cfg.data.num_workers,
-                prefetch=cfg.data.prefetch,
-            )
-        )
+        model, optimizer, schedule, data_iter = build_state(cfg, mesh, fs)
         ckpt = Checkpointer(workdir, keep=cfg.train.keep, use_async=cfg.train.async_checkpoint)
         start = ckpt.latest_step() or 0
         if start:
