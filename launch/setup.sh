@@ -12,7 +12,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 venv_py="$PWD/.venv/bin/python"
 # Import from / so the checkout on the current path cannot stand in for an installed package.
-if ! (cd / && "$venv_py" -c 'import acl_jax, pytest') 2>/dev/null || [ "${ACL_REINSTALL:-0}" = 1 ]; then
+if ! (cd / && "$venv_py" -c 'import acl_jax, pytest, xdist') 2>/dev/null || [ "${ACL_REINSTALL:-0}" = 1 ]; then
   echo "+ .venv/bin/pip install -e .[test]"
   .venv/bin/python -m pip install -q --upgrade pip
   .venv/bin/python -m pip install -q -e ".[test]"

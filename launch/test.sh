@@ -3,5 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash launch/setup.sh
-echo "+ .venv/bin/python -m pytest $*"
-exec .venv/bin/python -m pytest "$@"
+# Two workers: most tests wait on single-threaded XLA compiles, so two share 2 cores well.
+# loadscope keeps a module's tests (and its module-scoped fixtures) on one worker.
+workers=${ACL_TEST_WORKERS:-2}
+echo "+ .venv/bin/python -m pytest -n $workers --dist loadscope $*"
+exec .venv/bin/python -m pytest -n "$workers" --dist loadscope "$@"
