@@ -53,7 +53,7 @@ def load_arrays(path: str | epath.Path) -> dict[str, np.ndarray]:
         raise
     except (ValueError, OSError, EOFError, zipfile.BadZipFile, KeyError) as e:
         # ValueError is also numpy's answer to pickled data when allow_pickle=False.
-        reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+        reason = str(e).splitlines()[0].rstrip(".") if str(e) else type(e).__name__
         raise ModelFormatError(
             f"{path} was refused: {reason}; model weights must be plain numeric arrays "
             "(re-export the model with python -m acl_jax.export)"

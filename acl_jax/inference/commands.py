@@ -22,7 +22,7 @@ class InferArgs:
     fs: float | None = cli.arg(None, help=".npy inputs: sampling rate in Hz.")
     leads: tuple[str, ...] | None = cli.arg(None, help=".npy inputs: lead names in row order.")
     device_batch: int = cli.arg(
-        32, help="Windows per device and step (results do not depend on the device count)."
+        64, help="Windows per device and step (results do not depend on the device count)."
     )
     progress: bool = cli.arg(True, help="Show a progress bar on stderr.")
 

@@ -38,6 +38,9 @@ FORMAT = 1
 MODEL_JSON = "model.json"
 ENCODER = "encoder.npz"
 ZOO = Path(__file__).resolve().parent.parent / "models_zoo"  # bundled models: one dir each
+# Windows per device and step: eval's default --batch-size on a one-device host, where the
+# embeddings are then bit-identical to eval's features (acl_jax.inference.runner).
+DEVICE_BATCH = 64
 CHUNK = 512  # records read ahead while the previous chunk runs on the devices
 
 
@@ -156,7 +159,7 @@ class Model:
         *,
         fs: float | None = None,
         leads: Sequence[str] | None = None,
-        device_batch: int = 32,
+        device_batch: int = DEVICE_BATCH,
         devices=None,
         progress: bool = False,
         workers: int | None = None,
@@ -192,7 +195,9 @@ class Model:
         decisions = p >= np.asarray(self.head.thresholds, np.float32)
         return Predictions(e.ids, p, self.labels, decisions, e.skipped, e.absent)
 
-    def embed_records(self, records: Sequence[Prepared], *, device_batch=32, devices=None):
+    def embed_records(
+        self, records: Sequence[Prepared], *, device_batch=DEVICE_BATCH, devices=None
+    ):
         """(N, D) features of already prepared records (acl_jax.inference.inputs.Prepared)."""
         from acl_jax.inference import runner
 
