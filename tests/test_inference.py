@@ -102,6 +102,18 @@ def test_export_writes_a_self_contained_model_dir(model_dir, prepared_sample):
     assert "acl_ecg" in (model_dir / "MODEL_CARD.md").read_text()
 
 
+def test_export_refusals(workdir, model_dir, tmp_path, capsys):
+    """No manifest where the config says: one line asking for --data; an existing model dir is
+    not overwritten without --overwrite."""
+    argv = ["--workdir", str(workdir), "--out", str(tmp_path / "m")]
+    assert export_cli.main([*argv, "--data", str(tmp_path / "nowhere")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: cannot read the training data's manifest") and "--data" in err
+    assert "\n" not in err and not (tmp_path / "m").exists()
+    assert export_cli.main(["--workdir", str(workdir), "--out", str(model_dir)]) == 1
+    assert "--overwrite" in capsys.readouterr().err
+
+
 def test_embed_equals_the_eval_binarys_features(model_dir, workdir, prepared_sample, tmp_path):
     want = eval_features(workdir, prepared_sample, "test")
     ids = [r["id"] for r in split_records(prepared_sample, "test")]

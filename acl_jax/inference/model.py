@@ -32,7 +32,7 @@ from acl_jax.data.preprocess import PreprocessConfig
 from acl_jax.data.sources import BadRecord
 from acl_jax.inference import classifier as classifier_lib
 from acl_jax.inference.arrays import ModelFormatError, load_arrays, load_module_arrays
-from acl_jax.inference.inputs import NpySpec, Prepared, find_inputs, load_record
+from acl_jax.inference.inputs import NpySpec, find_inputs, load_record
 
 FORMAT = 1
 MODEL_JSON = "model.json"
@@ -194,15 +194,6 @@ class Model:
         p = p.astype(np.float32)
         decisions = p >= np.asarray(self.head.thresholds, np.float32)
         return Predictions(e.ids, p, self.labels, decisions, e.skipped, e.absent)
-
-    def embed_records(
-        self, records: Sequence[Prepared], *, device_batch=DEVICE_BATCH, devices=None
-    ):
-        """(N, D) features of already prepared records (acl_jax.inference.inputs.Prepared)."""
-        from acl_jax.inference import runner
-
-        stream = ((r, r.id, None) for r in records)
-        return runner.embed_stream(self, stream, device_batch, devices, None).features
 
 
 def load(name_or_path: str) -> Model:
