@@ -91,11 +91,9 @@ def main() -> None:
         for config in a.configs.split(","):
             model = acl_jax.load(str(make_model(config, Path(tmp) / config)))
             model.embed(paths[:64])  # compile outside the timing
-            rows = {"embed": [], "predict": [], "read_preprocess_1thread": []}
+            rows = {"embed": [], "predict": [], "read_preprocess": []}
             for _ in range(a.rounds):  # interleaved: background load hits all alike
-                rows["read_preprocess_1thread"].append(
-                    timed(lambda m=model: list(m.load_inputs(paths, executor=None)))
-                )
+                rows["read_preprocess"].append(timed(lambda m=model: list(m.load_inputs(paths))))
                 rows["embed"].append(timed(lambda m=model: m.embed(paths)))
                 rows["predict"].append(timed(lambda m=model: m.predict(paths)))
             result["models"][config] = {

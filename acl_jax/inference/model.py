@@ -14,7 +14,6 @@ batch or the device count.
 
 from __future__ import annotations
 
-import concurrent.futures
 import dataclasses
 import json
 import os
@@ -41,7 +40,6 @@ ZOO = Path(__file__).resolve().parent.parent / "models_zoo"  # bundled models: o
 # Windows per device and step: eval's default --batch-size on a one-device host, where the
 # embeddings are then bit-identical to eval's features (acl_jax.inference.runner).
 DEVICE_BATCH = 64
-CHUNK = 512  # records read ahead while the previous chunk runs on the devices
 
 
 def bundled_names() -> list[str]:
@@ -119,26 +117,15 @@ class Model:
     def labels(self) -> list[str]:
         return list(self.head.labels) if self.head else []
 
-    def load_inputs(self, paths, npy: NpySpec | None = None, executor=None):
-        """Yields (Prepared | None, id, reason) per input in order: prepare's preprocessing."""
+    def load_inputs(self, paths, npy: NpySpec | None = None):
+        """Yields the number of inputs, then (Prepared | None, id, reason) per input in order:
+        prepare's preprocessing. One thread: the work holds the GIL (threads measured slower),
+        and it overlaps the devices' work anyway (acl_jax.inference.runner)."""
         inputs = find_inputs([paths] if isinstance(paths, (str, os.PathLike)) else list(paths))
         npy = npy or NpySpec()
-        fn = lambda inp: self._load_one(inp, npy)  # noqa: E731
         yield len(inputs)
-        if executor is None:
-            yield from map(fn, inputs)
-            return
-
-        def submit(lo: int) -> list:
-            return [executor.submit(fn, inp) for inp in inputs[lo : lo + CHUNK]]
-
-        # The next chunk is read while the current one is consumed (and run on the devices).
-        pending, lo = submit(0), CHUNK
-        while pending:
-            nxt, lo = submit(lo), lo + CHUNK
-            for f in pending:
-                yield f.result()
-            pending = nxt
+        for inp in inputs:
+            yield self._load_one(inp, npy)
 
     def _load_one(self, inp, npy):
         try:
@@ -162,7 +149,6 @@ class Model:
         device_batch: int = DEVICE_BATCH,
         devices=None,
         progress: bool = False,
-        workers: int | None = None,
     ) -> Embeddings:
         """Per-record features (N, D) of the records under `paths` (files or directories).
 
@@ -173,14 +159,12 @@ class Model:
         """
         from acl_jax.inference import runner
 
-        workers = workers or os.cpu_count() or 1
         npy = NpySpec(fs, tuple(leads) if leads else None)
-        with concurrent.futures.ThreadPoolExecutor(workers) as pool:
-            stream = self.load_inputs(paths, npy, pool if workers > 1 else None)
-            total = next(stream)
-            bar = tqdm(total=total, desc="embed", unit="rec", disable=not progress, file=sys.stderr)
-            with bar:
-                return runner.embed_stream(self, stream, device_batch, devices, bar)
+        stream = self.load_inputs(paths, npy)
+        total = next(stream)
+        bar = tqdm(total=total, desc="embed", unit="rec", disable=not progress, file=sys.stderr)
+        with bar:
+            return runner.embed_stream(self, stream, device_batch, devices, bar)
 
     def predict(self, paths: str | Sequence[str], **kw) -> Predictions:
         """Class probabilities (N, C) of the head; same arguments as `embed`."""

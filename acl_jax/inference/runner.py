@@ -5,11 +5,12 @@ features then come out bit-identical on 1 and on 8 devices (XLA may round differ
 another per-device batch shape), and equal to eval's when eval runs the same per-device batch
 (`--batch-size` / device count); otherwise they agree to float32 rounding.
 
-Records stream in chunks: each chunk's windows (`pipeline.eval_windows`, eval's sliding
-windows) are cut and batched with `windows.crop_example`/`collate`, run through eval's sharded
-inference forward, and averaged per record in float64 exactly as
-`acl_jax.eval.features.record_outputs` does. Padding rows (to fill the last batch to a
-multiple of the device count) repeat a real window and are dropped.
+Records stream in chunks. A chunk's windows (`pipeline.eval_windows`, eval's sliding windows)
+are cut and batched with `windows.crop_example`/`collate` and dispatched to eval's sharded
+inference forward; its results are collected only after the next chunk is dispatched, so the
+devices work while the host reads records (JAX dispatches asynchronously). Window features are
+averaged per record in float64 exactly as `acl_jax.eval.features.record_outputs` does. Padding
+rows (filling the last batch) repeat a real window and are dropped.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from acl_jax.eval import features
 from acl_jax.leads import LEADS
 from acl_jax.train.step import make_mesh, place_model, shard_batch
 
-CHUNK_RECORDS = 512
+CHUNK_RECORDS = 128  # records per dispatch: small enough that reading overlaps early
 
 
 def _record_dict(rec) -> dict:
@@ -37,13 +38,14 @@ def _record_dict(rec) -> dict:
     }
 
 
-def _embed_chunk(model, recs: list, fn, view, mesh, bsz: int) -> np.ndarray:
-    """(len(recs), D) float32 mean window features of prepared records."""
+def _dispatch_chunk(model, recs: list, fn, view, mesh, bsz: int) -> list:
+    """Starts the encoder on every window of `recs` without waiting for it: [(out (bsz, D)
+    device array, rows (bsz, 2) (record, start), n real rows)]. XLA runs while the caller
+    reads the next records (JAX dispatches asynchronously)."""
     lengths = np.array([r.signal.shape[1] for r in recs], np.int64)
     table = pipeline.eval_windows(lengths, model.window, model.stride)
     dicts = [_record_dict(r) for r in recs]
-    sums = np.zeros((len(recs), model.dim), np.float64)
-    counts = np.zeros(len(recs), np.int64)
+    pending = []
     for lo in range(0, len(table), bsz):
         rows = table[lo : lo + bsz]
         n = len(rows)
@@ -53,8 +55,17 @@ def _embed_chunk(model, recs: list, fn, view, mesh, bsz: int) -> np.ndarray:
             model.window,
         )
         out = fn(view, shard_batch({k: batch[k] for k in features.MODEL_KEYS}, mesh))
-        out = np.asarray(out)[:n]
-        np.add.at(sums, rows[:n, 0], out)
+        pending.append((out, rows, n))
+    return pending
+
+
+def _collect_chunk(pending: list, num_records: int, dim: int) -> np.ndarray:
+    """(num_records, D) float32: the mean of each record's window features (float64 sums, as
+    acl_jax.eval.features.record_outputs)."""
+    sums = np.zeros((num_records, dim), np.float64)
+    counts = np.zeros(num_records, np.int64)
+    for out, rows, n in pending:
+        np.add.at(sums, rows[:n, 0], np.asarray(out)[:n])
         np.add.at(counts, rows[:n, 0], 1)
     return (sums / counts[:, None]).astype(np.float32)
 
@@ -74,11 +85,17 @@ def embed_stream(model, stream: Iterable, device_batch: int, devices, bar):
     # runs (last-bit differences), so the device count must not change it.
     bsz = device_batch * mesh.devices.size
     ids, outs, skipped, absent, chunk = [], [], [], {}, []
+    in_flight: list = []  # (pending, num_records) of the chunk the devices are working on
 
-    def flush():
+    def flush(final: bool = False):
+        # Collect the previous chunk only after the next one is dispatched: the devices stay
+        # busy while the host reads and prepares records.
         if chunk:
-            outs.append(_embed_chunk(model, chunk, fn, view, mesh, bsz))
+            in_flight.append((_dispatch_chunk(model, chunk, fn, view, mesh, bsz), len(chunk)))
             chunk.clear()
+        while len(in_flight) > (0 if final else 1):
+            pending, num = in_flight.pop(0)
+            outs.append(_collect_chunk(pending, num, model.dim))
 
     for rec, rid, reason in stream:
         if bar is not None:
@@ -92,7 +109,7 @@ def embed_stream(model, stream: Iterable, device_batch: int, devices, bar):
         chunk.append(rec)
         if len(chunk) >= CHUNK_RECORDS:
             flush()
-    flush()
+    flush(final=True)
     feats = np.concatenate(outs) if outs else np.zeros((0, model.dim), np.float32)
     absent = {k: absent[k] for k in LEADS if k in absent}
     return Embeddings(ids, feats, skipped, absent)
