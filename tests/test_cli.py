@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from acl_jax import cli, compare, download, prepare
+from acl_jax import cli, compare, download, embed, export, predict, prepare
 from acl_jax.eval import __main__ as eval_main
 from acl_jax.train import __main__ as train_main
 from acl_jax.train import curves
@@ -51,6 +51,21 @@ ENTRY_POINTS = [
     ),
     ("acl_jax.compare", compare.main, compare.CompareArgs, ["A.json", "B.json"], "--nmu"),
     ("acl_jax.train.curves", curves.main, curves.CurvesArgs, ["W"], "--outt"),
+    ("acl_jax.export", export.main, export.ExportArgs, ["--workdir", "W", "--out", "O"], "--stpe"),
+    (
+        "acl_jax.embed",
+        embed.main,
+        embed.EmbedArgs,
+        ["--model", "M", "--input", "I", "--out", "O"],
+        "--modle",
+    ),
+    (
+        "acl_jax.predict",
+        predict.main,
+        predict.PredictArgs,
+        ["--model", "M", "--input", "I", "--out", "O"],
+        "--modle",
+    ),
 ]
 IDS = [e[0] for e in ENTRY_POINTS]
 
