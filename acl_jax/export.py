@@ -107,6 +107,11 @@ def export(a: ExportArgs) -> epath.Path:
             "pass --data with the data the encoder was trained on"
         )
     head = read_classifier(a.classifier) if a.classifier else None
+    if head is not None and head.meta.get("step", step) != step:
+        raise ExportError(
+            f"--classifier {a.classifier} was fitted on the features of step "
+            f"{head.meta['step']}, the export is of step {step}: pass --step {head.meta['step']}"
+        )
     evals = []
     for path in a.results:
         try:

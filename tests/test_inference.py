@@ -3,6 +3,7 @@
 import csv
 import json
 import pickle
+import shlex
 import shutil
 import subprocess
 import sys
@@ -14,7 +15,6 @@ import jax
 import numpy as np
 import pytest
 import wfdb
-from sklearn.linear_model import LogisticRegression
 
 import acl_jax
 from acl_jax import embed as embed_cli
@@ -23,10 +23,10 @@ from acl_jax import predict as predict_cli
 from acl_jax.config import load_config
 from acl_jax.data import pipeline, ptbxl
 from acl_jax.data.record import decode
-from acl_jax.eval import features, tasks
+from acl_jax.eval import __main__ as eval_cli
+from acl_jax.eval import features, probe, save
 from acl_jax.inference import inputs
 from acl_jax.inference.arrays import ModelFormatError
-from acl_jax.inference.classifier import LinearHead, write_classifier
 from acl_jax.prepare import PrepareArgs
 from acl_jax.prepare import run as prepare
 from acl_jax.train.checkpoint import load_pretrainer
@@ -246,20 +246,21 @@ class Payload:
         return (Path.touch, (Path(self.marker),))
 
 
-def test_tampered_weights_are_refused_not_executed(model_dir, tmp_path):
+def test_tampered_weights_are_refused_not_executed(model_dir, head_model_dir, tmp_path):
     marker = tmp_path / "pwned"
     cases = {
         "pickle": lambda p: p.write_bytes(pickle.dumps(Payload(marker))),
-        "object_array": lambda p: np.savez(p, lead_embed=np.array([Payload(marker)], dtype=object)),
+        "object_array": lambda p: np.savez(p, weight=np.array([Payload(marker)], dtype=object)),
     }
-    for name, tamper in cases.items():
-        bad = tmp_path / name
-        shutil.copytree(model_dir, bad)
-        tamper(bad / "encoder.npz")
-        with pytest.raises(ModelFormatError, match="encoder.npz was refused") as e:
-            acl_jax.load(str(bad))
-        assert "\n" not in str(e.value)
-        assert not marker.exists(), f"{name}: the payload ran"
+    for source, weights in [(model_dir, "encoder.npz"), (head_model_dir, "classifier.npz")]:
+        for name, tamper in cases.items():
+            bad = tmp_path / f"{weights}_{name}"
+            shutil.copytree(source, bad)
+            tamper(bad / weights)
+            with pytest.raises(ModelFormatError, match=f"{weights} was refused") as e:
+                acl_jax.load(str(bad))
+            assert "\n" not in str(e.value)
+            assert not marker.exists(), f"{weights} {name}: the payload ran"
     # The payload is live: unpickling it (what allow_pickle=True would do) runs it.
     control = tmp_path / "control"
     pickle.loads(pickle.dumps(Payload(control)))
@@ -276,48 +277,102 @@ def test_tampered_weights_are_refused_not_executed(model_dir, tmp_path):
     assert zipfile.is_zipfile(model_dir / "encoder.npz")
 
 
-def test_predict_writes_probabilities_of_a_fitted_head(
-    model_dir, workdir, prepared_sample, tmp_path, capsys
+@pytest.fixture(scope="module")
+def saved_head(workdir, prepared_sample, tmp_path_factory):
+    """`eval --protocol linear --save DIR --out R.json` on the exported checkpoint:
+    (DIR, the eval result)."""
+    tmp = tmp_path_factory.mktemp("saved_head")
+    head_dir, out = tmp / "head", tmp / "lin.json"
+    argv = ["--workdir", str(workdir), "--data", str(prepared_sample), "--task", TASK]
+    argv += ["--bootstrap=10", "--save", str(head_dir), "--out", str(out)]
+    assert eval_cli.main(argv) == 0
+    return head_dir, json.loads(out.read_text()), argv
+
+
+@pytest.fixture(scope="module")
+def head_model_dir(workdir, saved_head, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export_head") / "with_head"
+    argv = ["--workdir", str(workdir), "--out", str(out), "--classifier", str(saved_head[0])]
+    assert export_cli.main(argv) == 0
+    return out
+
+
+def test_saved_probe_predicts_evals_test_scores(
+    head_model_dir, saved_head, model_dir, workdir, tmp_path, capsys
 ):
-    """A linear probe fitted on the sample's train features (real labels), written with the
-    head format's one writer, exported, and run by the predict CLI."""
-    manifest = pipeline.read_manifest(str(prepared_sample))
-    classes = tasks.vocabulary(manifest, str(prepared_sample), TASK, "train")
-    train_y = tasks.split_labels(str(prepared_sample), "train", TASK, manifest, classes)
-    x = eval_features(workdir, prepared_sample, "train")[train_y.index]
-    mean, std = x.mean(0), x.std(0) + 1e-6
-    fits = [LogisticRegression(max_iter=500).fit((x - mean) / std, y) for y in train_y.y.T]
-    head = LinearHead(
-        weight=np.stack([m.coef_[0] for m in fits], 1),
-        bias=np.array([m.intercept_[0] for m in fits]),
-        mean=mean,
-        std=std,
-        labels=tuple(classes),
-        thresholds=(0.5,) * len(classes),
-        meta={"task": TASK},
-    )
-    head_dir = tmp_path / "head"
-    write_classifier(head_dir, head)
-    with_head = tmp_path / "model"
+    """eval --save -> export --classifier -> load().predict on the test split's raw records
+    gives the eval run's per-record test scores; the predict CLI writes the same."""
+    head_dir, result, argv = saved_head
+    meta = json.loads((head_dir / "classifier.json").read_text())
+    assert meta["labels"] == result["classes"] and meta["activation"] == "sigmoid"
+    assert meta["step"] == result["step"] and meta["protocol"] == "linear"
+    assert meta["eval"][0]["command"] == shlex.join(["python", "-m", "acl_jax.eval", *argv])
+    assert all(0.0 <= t <= 1.0 for t in meta["thresholds"])
+    ids = result["test_records"]["ids"]
+    paths = source_paths(ids)
+    model = acl_jax.load(str(head_model_dir))
+    got = model.predict(paths, device_batch=8)
+    want = np.asarray(result["test_records"]["scores"], np.float32)
+    assert got.ids == [Path(p).stem for p in paths] and got.labels == result["classes"]
+    np.testing.assert_allclose(got.probabilities, want, rtol=0, atol=1e-6)
+    np.testing.assert_array_equal(got.decisions, want >= np.float32(meta["thresholds"]))
+    card = json.loads((head_model_dir / "card.json").read_text())
+    assert card["classifier"]["task"] == TASK and card["eval"] == meta["eval"]
+    assert meta["eval"][0]["command"] in (head_model_dir / "MODEL_CARD.md").read_text()
+    # The predict CLI writes the same probabilities.
+    out = tmp_path / "preds.csv"
+    cli_argv = ["--input", *paths, "--out", str(out), "--device-batch=8"]
+    assert predict_cli.main(["--model", str(head_model_dir), *cli_argv]) == 0
+    rows = list(csv.reader(out.open()))
+    assert rows[0] == ["record", *result["classes"]] and [r[0] for r in rows[1:]] == got.ids
+    np.testing.assert_allclose(np.array([r[1:] for r in rows[1:]], float), want, atol=1e-6)
+    # A head fitted on another step's features is refused by export.
+    capsys.readouterr()
+    bad = tmp_path / "other_step"
+    shutil.copytree(head_dir, bad)
+    (bad / "classifier.json").write_text(json.dumps({**meta, "step": 1}))
     assert (
         export_cli.main(
-            ["--workdir", str(workdir), "--out", str(with_head), "--classifier", str(head_dir)]
+            ["--workdir", str(workdir), "--out", str(tmp_path / "m"), "--classifier", str(bad)]
         )
-        == 0
+        == 1
     )
-    paths = [str(p) for p in sorted((SAMPLE / "records100").rglob("*.hea"))[:5]]
-    out = tmp_path / "preds.csv"
-    argv = ["--input", *paths, "--out", str(out)]
-    assert predict_cli.main(["--model", str(with_head), *argv]) == 0
-    rows = list(csv.reader(out.open()))
-    assert rows[0] == ["record", *classes] and rows[1][0] == Path(paths[0]).stem
-    model = acl_jax.load(str(with_head))
-    want = head.probabilities(model.embed(paths).features)
-    np.testing.assert_allclose(np.array([r[1:] for r in rows[1:]], float), want, atol=1e-6)
+    assert "pass --step 1" in capsys.readouterr().err
     # Without a head: one line saying how to get one.
-    capsys.readouterr()
-    assert predict_cli.main(["--model", str(model_dir), *argv]) == 1
+    assert predict_cli.main(["--model", str(model_dir), *cli_argv]) == 1
     assert "export it with python -m acl_jax.export --classifier" in capsys.readouterr().err
+
+
+def test_save_is_refused_where_it_cannot_store_the_classifier(workdir, prepared_sample, capsys):
+    base = ["--workdir", str(workdir), "--data", str(prepared_sample), "--task", TASK]
+    for extra, says in [
+        (["--protocol", "finetune"], "--save with --protocol finetune is not supported yet"),
+        (["--protocol", "hug"], "--save with --protocol hug is not supported yet"),
+        (["--init", "random"], "--save needs --init pretrained"),
+        (["--follow"], "drop --follow"),
+    ]:
+        assert eval_cli.main([*base, *extra, "--save", "/nonexistent/x"]) != 0
+        err = capsys.readouterr().err.strip()
+        assert says in err and "\n" not in err, err
+
+
+def test_two_class_and_multinomial_probes_are_reproduced_by_the_head():
+    """probe_head(probe).probabilities == probe.scores for every kind of probe."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(40, 6))
+    for y, single in [
+        (np.eye(2)[rng.integers(0, 2, 40)], True),
+        (np.eye(3)[rng.integers(0, 3, 40)], True),
+        ((rng.random((40, 3)) < 0.5).astype(float), False),
+    ]:
+        (p,), _ = probe.fit_grid(x, y, single, grid=(1.0,))
+        head = save.probe_head(p, ["a", "b", "c"][: y.shape[1]], [0.5] * y.shape[1], {})
+        assert head.activation == ("softmax" if single else "sigmoid")
+        np.testing.assert_allclose(head.probabilities(x), p.scores(x), rtol=0, atol=1e-6)
+    # Thresholds maximize val F1 per class; ties keep the larger threshold.
+    y = np.array([[1, 0], [1, 0], [0, 0], [0, 0]])
+    s = np.array([[0.9, 0.1], [0.6, 0.2], [0.6, 0.3], [0.1, 0.4]])
+    assert save.f1_thresholds(y, s) == [0.6, 0.5]
 
 
 def test_load_names_and_paths():

@@ -19,17 +19,26 @@ from pathlib import Path
 
 from acl_jax.eval.args import SEGMENTATION_TASK, EvalArgs, EvalError, load_encoder
 from acl_jax.eval.classification import Evaluation, check_compatible
+from acl_jax.eval.save import check_save, save_classifier
 from acl_jax.eval.segmentation import SegmentationEvaluation
+from acl_jax.inference import card as card_lib
 from acl_jax.train.checkpoint import CKPT_DIR, CheckpointError, workdir_path
 
 
-def evaluate(a: EvalArgs) -> dict:
-    """Selection on train/val, then the single test evaluation. Returns the result dict."""
+def evaluate(a: EvalArgs, save: str | None = None, command: str = "") -> dict:
+    """Selection on train/val, then the single test evaluation. Returns the result dict.
+
+    save: a directory for the trained classifier (acl_jax.eval.save; `command` is the command
+    line recorded with it), refused before anything runs where it is not supported."""
     t0 = time.perf_counter()
+    if save is not None:
+        check_save(a, a.task == SEGMENTATION_TASK)
     run = SegmentationEvaluation(a) if a.task == SEGMENTATION_TASK else Evaluation(a)
     run.select()
     result = run.evaluate_test()
     result["timings"]["total_s"] = time.perf_counter() - t0
+    if save is not None:
+        save_classifier(run, result, save, command or card_lib.eval_command(result))
     return result
 
 

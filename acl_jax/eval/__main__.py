@@ -6,6 +6,8 @@
   --init random [--config configs/X.py]       the same architecture, untrained (the baseline)
   --label-fraction F --seed S                 stratified, seeded subset of the train labels
   --out FILE.json                             also FILE.md and FILE_roc.png (FILE_seg.png)
+  --save DIR                                  the trained classifier, for export --classifier
+                                              (linear protocol; acl_jax.eval.save)
   --protocol hug [--hug-pool mean] [--hug-freeze-encoder]   CLEAR-HUG's head (clear checkpoints)
   --task ludb_segmentation --data LUDB_DIR [--record-split 0.6,0.2,0.2]
                                               P/QRS/T Dice on raw LUDB records (linear|finetune)
@@ -17,6 +19,7 @@ with one line on stderr that says the fix.
 from __future__ import annotations
 
 import dataclasses
+import shlex
 import sys
 
 from absl import logging
@@ -39,11 +42,17 @@ class EvalCommand(EvalArgs):
         600.0, help="With --follow: stop after this many seconds without a new checkpoint."
     )
     out: str | None = cli.arg(None, help="Result FILE.json (FILE.md and FILE_roc.png beside it).")
+    save: str | None = cli.arg(
+        None, help="Dir for the trained classifier (linear), for export --classifier DIR."
+    )
 
 
-def run(c: EvalCommand) -> None:
+def run(c: EvalCommand, argv: list[str] | None = None) -> None:
+    """argv: the command's arguments, recorded with a --save'd classifier."""
     if c.follow and c.step is not None:
         raise cli.UsageError("--follow and --step exclude each other")
+    if c.follow and c.save:
+        raise cli.UsageError("--save stores one evaluation's classifier: drop --follow")
     logging.set_verbosity(logging.ERROR)  # Orbax warns on every read-only restore
     import jax
 
@@ -60,7 +69,10 @@ def run(c: EvalCommand) -> None:
     if c.follow:
         follow(args, c.follow_timeout, emit)
     else:
-        emit(evaluate(args))
+        command = shlex.join(["python", "-m", "acl_jax.eval", *(argv or [])])
+        emit(evaluate(args, save=c.save, command=command if argv is not None else ""))
+        if c.save and jax.process_index() == 0:
+            print(f"saved the classifier to {c.save}", flush=True)
 
 
 ERRORS = (EvalError, TaskError, CheckpointNotFound, ConfigError, FileNotFoundError, ValueError)
@@ -68,8 +80,14 @@ ERRORS = (EvalError, TaskError, CheckpointNotFound, ConfigError, FileNotFoundErr
 
 def main(argv: list[str] | None = None) -> int:
     """The command line; returns the exit status (acl_jax.cli)."""
+    argv = sys.argv[1:] if argv is None else argv
     return cli.run(
-        EvalCommand, run, prog="python -m acl_jax.eval", doc=__doc__, argv=argv, errors=ERRORS
+        EvalCommand,
+        lambda c: run(c, argv),
+        prog="python -m acl_jax.eval",
+        doc=__doc__,
+        argv=argv,
+        errors=ERRORS,
     )
 
 

@@ -194,9 +194,8 @@ class Evaluation:
                 opts,
                 self.mesh,
             )
-        self.val_metrics = _metrics(
-            self.val.y, self._scores(val_split, self.val.index), self.classes, a
-        )
+        self.val_scores = self._scores(val_split, self.val.index)  # (N_val, C); --save
+        self.val_metrics = _metrics(self.val.y, self.val_scores, self.classes, a)
         self.timings["select_s"] = time.perf_counter() - t0
         return self.selection
 
