@@ -5,7 +5,9 @@
 
 MODEL_DIR gets model.json (config, rate, preprocessing spec), encoder.npz (encoder weights
 only: no optimizer or data state), the classifier head of DIR if given (classifier.npz/json,
-as `write_classifier` writes them), MODEL_CARD.md and card.json. The preprocessing spec is
+as `write_classifier` and `python -m acl_jax.eval --save DIR` write them; when DIR holds a
+fine-tuned encoder.npz, that encoder is exported instead of the checkpoint's, and the card
+says so), MODEL_CARD.md and card.json. The preprocessing spec is
 copied from the training data's manifest (the checkpoint config's data.dir, or --data).
 Load it with `acl_jax.load(MODEL_DIR)`; paths may be local or gs://.
 """
@@ -26,8 +28,15 @@ from acl_jax.data.manifest import code_version
 from acl_jax.data.preprocess import PreprocessConfig
 from acl_jax.data.record import UV_PER_MV
 from acl_jax.inference import card as card_lib
-from acl_jax.inference.arrays import ModelFormatError, module_arrays, save_arrays
+from acl_jax.inference.arrays import (
+    ModelFormatError,
+    load_arrays,
+    load_module_arrays,
+    module_arrays,
+    save_arrays,
+)
 from acl_jax.inference.classifier import ARRAYS as CLASSIFIER_ARRAYS
+from acl_jax.inference.classifier import ENCODER as CLASSIFIER_ENCODER
 from acl_jax.inference.classifier import META as CLASSIFIER_META
 from acl_jax.inference.classifier import (  # noqa: F401 - the head format's API lives here too
     LinearHead,
@@ -107,6 +116,10 @@ def export(a: ExportArgs) -> epath.Path:
             "pass --data with the data the encoder was trained on"
         )
     head = read_classifier(a.classifier) if a.classifier else None
+    tuned = a.classifier is not None and (epath.Path(a.classifier) / CLASSIFIER_ENCODER).exists()
+    if tuned:  # a fine-tuned classifier: its encoder replaces the checkpoint's
+        source = str(epath.Path(a.classifier) / CLASSIFIER_ENCODER)
+        load_module_arrays(model.encoder, load_arrays(source), source)
     if head is not None and head.meta.get("step", step) != step:
         raise ExportError(
             f"--classifier {a.classifier} was fitted on the features of step "
@@ -129,6 +142,7 @@ def export(a: ExportArgs) -> epath.Path:
         evals=evals,
         name=a.name or out.name,
         workdir=str(a.workdir),
+        encoder_source=f"fine-tuned by eval ({a.classifier})" if tuned else None,
     )
     print(f"exported step {step} of {a.workdir} -> {out} ({info['num_params']:,} parameters)")
     return out
@@ -146,6 +160,7 @@ def write_model_dir(
     evals: list[dict] = (),
     name: str = "model",
     workdir: str = "",
+    encoder_source: str | None = None,
 ) -> dict:
     """Writes a model directory for `encoder` (built from `cfg` at `fs`) trained on the data
     of `manifest`; returns the encoder summary {class, dim, num_params}."""
@@ -175,6 +190,9 @@ def write_model_dir(
     head_meta = (
         {"task": head.meta.get("task"), "labels": list(head.labels)} if head is not None else None
     )
+    if head_meta is not None:
+        head_meta["protocol"] = head.meta.get("protocol")
+        head_meta["encoder"] = encoder_source or f"the checkpoint's (step {step})"
     card = card_lib.build_card(
         name=name,
         cfg_dict=meta["config"],

@@ -343,10 +343,39 @@ def test_saved_probe_predicts_evals_test_scores(
     assert "export it with python -m acl_jax.export --classifier" in capsys.readouterr().err
 
 
+def test_saved_finetune_predicts_evals_test_scores(workdir, prepared_sample, model_dir, tmp_path):
+    """eval --protocol finetune --save: the fine-tuned encoder travels with its head; the
+    exported model's predictions are eval's test scores (window probabilities averaged)."""
+    head_dir, out, model = tmp_path / "ft", tmp_path / "ft.json", tmp_path / "model"
+    argv = ["--workdir", str(workdir), "--data", str(prepared_sample), "--task", TASK]
+    argv += ["--protocol=finetune", "--finetune-steps=2", "--finetune-eval-every=1"]
+    argv += ["--finetune-lr=1e-2", "--bootstrap=10", "--save", str(head_dir), "--out", str(out)]
+    assert eval_cli.main(argv) == 0
+    result = json.loads(out.read_text())
+    meta = json.loads((head_dir / "classifier.json").read_text())
+    assert meta["aggregate"] == "probabilities" and meta["protocol"] == "finetune"
+    assert (
+        export_cli.main(
+            ["--workdir", str(workdir), "--out", str(model), "--classifier", str(head_dir)]
+        )
+        == 0
+    )
+    with np.load(head_dir / "encoder.npz") as tuned, np.load(model / "encoder.npz") as got:
+        with np.load(model_dir / "encoder.npz") as pretrained:
+            assert sorted(got.files) == sorted(tuned.files) == sorted(pretrained.files)
+            for k in got.files:
+                np.testing.assert_array_equal(got[k], tuned[k])
+            assert any(not np.array_equal(got[k], pretrained[k]) for k in got.files)
+    assert "fine-tuned by eval" in (model / "MODEL_CARD.md").read_text()
+    ids = result["test_records"]["ids"]
+    got = acl_jax.load(str(model)).predict(source_paths(ids), device_batch=8)
+    want = np.asarray(result["test_records"]["scores"], np.float32)
+    np.testing.assert_allclose(got.probabilities, want, rtol=0, atol=1e-5)
+
+
 def test_save_is_refused_where_it_cannot_store_the_classifier(workdir, prepared_sample, capsys):
     base = ["--workdir", str(workdir), "--data", str(prepared_sample), "--task", TASK]
     for extra, says in [
-        (["--protocol", "finetune"], "--save with --protocol finetune is not supported yet"),
         (["--protocol", "hug"], "--save with --protocol hug is not supported yet"),
         (["--init", "random"], "--save needs --init pretrained"),
         (["--follow"], "drop --follow"),

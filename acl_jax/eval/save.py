@@ -13,30 +13,35 @@ Decision thresholds, one per class, are chosen on the VALIDATION split: the thre
 that class's val scores maximizing F1 of (score >= t); ties go to the larger t; a class without
 a positive val record gets 0.5.
 
-finetune and hug are refused for now: eval scores a fine-tuned model by averaging the
-head's PROBABILITIES over a record's windows, while a model directory applies its head to the
-record's averaged FEATURES, so the exported classifier would not reproduce eval's scores.
+finetune: the fine-tuned encoder goes to DIR/encoder.npz (the model directory's arrays
+format) and its linear head (kernel (D, C), bias) to a `LinearHead` with mean 0, std 1 and
+aggregate "probabilities": eval scores a fine-tuned model by averaging the head's
+probabilities over a record's windows, and so does a model directory with this head.
+
+hug is refused for now: its head pools beat tokens, it is not linear on the features.
 """
 
 from __future__ import annotations
 
+import jax
 import numpy as np
+from etils import epath
 
 from acl_jax.eval.args import EvalArgs, EvalError
 from acl_jax.eval.probe import Probe
 from acl_jax.inference import card as card_lib
-from acl_jax.inference.classifier import LinearHead, write_classifier
+from acl_jax.inference.arrays import module_arrays, save_arrays
+from acl_jax.inference.classifier import ENCODER, LinearHead, write_classifier
 
 
 def check_save(a: EvalArgs, task_is_segmentation: bool) -> None:
     """Refuses --save where it cannot store what was evaluated (before anything is trained)."""
     if task_is_segmentation:
         raise EvalError("--save stores classifiers; --task ludb_segmentation has none to store")
-    if a.protocol != "linear":
+    if a.protocol == "hug":
         raise EvalError(
-            f"--save with --protocol {a.protocol} is not supported yet (eval averages the "
-            "fine-tuned head's window probabilities, a model directory averages features): "
-            "use --protocol linear"
+            "--save with --protocol hug is not supported yet (its head pools beat tokens, a "
+            "model directory's head is linear on features): use --protocol linear or finetune"
         )
     if a.init != "pretrained" or a.workdir is None:
         raise EvalError(
@@ -83,8 +88,26 @@ def f1_thresholds(y: np.ndarray, scores: np.ndarray) -> list[float]:
     return out
 
 
+def finetuned_head(classifier, single: bool, labels: list[str], thresholds, meta) -> LinearHead:
+    """The `LinearHead` of a fine-tuned `Classifier`: its nnx.Linear on window features."""
+    weight = np.asarray(jax.device_get(classifier.head.kernel.get_value()))
+    bias = np.asarray(jax.device_get(classifier.head.bias.get_value()))
+    d = weight.shape[0]
+    return LinearHead(
+        weight=weight,
+        bias=bias,
+        mean=np.zeros(d, np.float32),
+        std=np.ones(d, np.float32),
+        labels=tuple(labels),
+        thresholds=tuple(float(t) for t in thresholds),
+        activation="softmax" if single else "sigmoid",
+        aggregate="probabilities",
+        meta=meta,
+    )
+
+
 def save_classifier(run, result: dict, directory: str, command: str) -> None:
-    """Writes the head of a finished linear `Evaluation` (`run`) and its `result` to DIR."""
+    """Writes the classifier of a finished `Evaluation` (`run`) and its `result` to DIR."""
     entry = {**card_lib.eval_entry(result, directory), "command": command}
     meta = {
         "task": result["task"],
@@ -94,4 +117,12 @@ def save_classifier(run, result: dict, directory: str, command: str) -> None:
         "eval": [entry],
     }
     thresholds = f1_thresholds(run.val.y, run.val_scores)
-    write_classifier(directory, probe_head(run.probe, run.classes, thresholds, meta))
+    d = epath.Path(directory)
+    if result["protocol"] == "linear":
+        head = probe_head(run.probe, run.classes, thresholds, meta)
+        (d / ENCODER).unlink(missing_ok=True)  # a linear head reads the checkpoint's encoder
+    else:
+        head = finetuned_head(run.classifier, run.single, run.classes, thresholds, meta)
+        d.mkdir(parents=True, exist_ok=True)
+        save_arrays(d / ENCODER, module_arrays(run.classifier.encoder))
+    write_classifier(d, head)

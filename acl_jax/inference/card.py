@@ -104,6 +104,8 @@ def markdown(card: dict[str, Any]) -> str:
     if card["classifier"]:
         c = card["classifier"]
         lines += ["", "## Classifier", f"- task {c.get('task')}: {', '.join(c['labels'])}"]
+        if c.get("encoder"):
+            lines.append(f"- {c.get('protocol') or 'head'}; encoder: {c['encoder']}")
     lines += ["", "## Evaluation"]
     if not card["eval"]:
         lines.append("- none recorded (pass eval result files to export with --results)")

@@ -3,8 +3,15 @@
 Files (written by `write_classifier`, the one writer; `python -m acl_jax.eval --save` is meant
 to call it): DIR/classifier.npz with weight (D, C) float32, bias (C,), mean (D,), std (D,), and
 DIR/classifier.json {"format": 1, "labels": [C names], "thresholds": [C floats in [0, 1]],
-"activation": "sigmoid" (multi-label) | "softmax" (single-label), "task", "source", "eval":
-[results, each with its "command"]}. Probabilities: activation(((x - mean) / std) @ W + b).
+"activation": "sigmoid" (multi-label) | "softmax" (single-label), "aggregate", "task",
+"step", "protocol", "source", "eval": [results, each with its "command"]}.
+Probabilities: activation(((x - mean) / std) @ W + b), with x per `aggregate`:
+  "features" (a linear probe): x is the record's features (the mean of its window features);
+  "probabilities" (a fine-tuned classifier): x is each window's features, and the record's
+  probabilities are the mean over its windows, as eval scores a fine-tuned model.
+A fine-tuned classifier's DIR also holds encoder.npz (the fine-tuned encoder, same arrays
+format as a model directory's; `python -m acl_jax.export --classifier DIR` exports it in
+place of the checkpoint's encoder).
 """
 
 from __future__ import annotations
@@ -22,6 +29,8 @@ FORMAT = 1
 ARRAYS = "classifier.npz"
 META = "classifier.json"
 ACTIVATIONS = ("sigmoid", "softmax")
+AGGREGATES = ("features", "probabilities")
+ENCODER = "encoder.npz"  # a fine-tuned classifier's encoder (optional)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,6 +44,7 @@ class LinearHead:
     labels: tuple[str, ...]
     thresholds: tuple[float, ...]
     activation: str = "sigmoid"
+    aggregate: str = "features"  # over a record's windows: see the module docstring
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)  # task, source, eval
 
     def __post_init__(self):
@@ -49,6 +59,8 @@ class LinearHead:
             bad.append(f"{len(self.labels)} labels, {len(self.thresholds)} thresholds for C={c}")
         if self.activation not in ACTIVATIONS:
             bad.append(f"activation {self.activation!r} not in {ACTIVATIONS}")
+        if self.aggregate not in AGGREGATES:
+            bad.append(f"aggregate {self.aggregate!r} not in {AGGREGATES}")
         if not np.all(np.asarray(self.std) > 0):
             bad.append("std must be > 0")
         if bad:
@@ -81,6 +93,7 @@ def write_classifier(directory: str | epath.Path, head: LinearHead) -> None:
         "labels": list(head.labels),
         "thresholds": [float(t) for t in head.thresholds],
         "activation": head.activation,
+        "aggregate": head.aggregate,
         **head.meta,
     }
     (d / META).write_text(json.dumps(meta, indent=2) + "\n")
@@ -107,6 +120,7 @@ def read_classifier(directory: str | epath.Path) -> LinearHead:
             labels=tuple(str(x) for x in meta["labels"]),
             thresholds=tuple(float(t) for t in meta["thresholds"]),
             activation=extra.pop("activation", "sigmoid"),
+            aggregate=extra.pop("aggregate", "features"),
             meta=extra,
         )
     except (json.JSONDecodeError, KeyError, TypeError) as e:

@@ -149,6 +149,7 @@ class Model:
         device_batch: int = DEVICE_BATCH,
         devices=None,
         progress: bool = False,
+        per_window=None,
     ) -> Embeddings:
         """Per-record features (N, D) of the records under `paths` (files or directories).
 
@@ -156,6 +157,7 @@ class Model:
         cannot be used are listed in `skipped` with the reason; the rest are embedded.
         devices: the devices to run on (default: all); device_batch: windows per device and
         step. The result does not depend on `devices` (acl_jax.inference.runner).
+        per_window: (fn, K): average fn's (n, K) outputs of the window features instead.
         """
         from acl_jax.inference import runner
 
@@ -164,7 +166,7 @@ class Model:
         total = next(stream)
         bar = tqdm(total=total, desc="embed", unit="rec", disable=not progress, file=sys.stderr)
         with bar:
-            return runner.embed_stream(self, stream, device_batch, devices, bar)
+            return runner.embed_stream(self, stream, device_batch, devices, bar, per_window)
 
     def predict(self, paths: str | Sequence[str], **kw) -> Predictions:
         """Class probabilities (N, C) of the head; same arguments as `embed`."""
@@ -173,8 +175,16 @@ class Model:
                 f"{self.directory} has no classifier head: export it with "
                 "python -m acl_jax.export --classifier DIR"
             )
-        e = self.embed(paths, **kw)
-        p = self.head.probabilities(e.features) if len(e.ids) else np.zeros((0, len(self.labels)))
+        if self.head.aggregate == "probabilities":  # a fine-tuned head: per window, averaged
+            e = self.embed(paths, per_window=(self.head.probabilities, len(self.labels)), **kw)
+            p = e.features
+        else:
+            e = self.embed(paths, **kw)
+            p = (
+                self.head.probabilities(e.features)
+                if len(e.ids)
+                else np.zeros((0, len(self.labels)))
+            )
         p = p.astype(np.float32)
         decisions = p >= np.asarray(self.head.thresholds, np.float32)
         return Predictions(e.ids, p, self.labels, decisions, e.skipped, e.absent)

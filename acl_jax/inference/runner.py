@@ -59,20 +59,23 @@ def _dispatch_chunk(model, recs: list, fn, view, mesh, bsz: int) -> list:
     return pending
 
 
-def _collect_chunk(pending: list, num_records: int, dim: int) -> np.ndarray:
+def _collect_chunk(pending: list, num_records: int, dim: int, per_window=None) -> np.ndarray:
     """(num_records, D) float32: the mean of each record's window features (float64 sums, as
-    acl_jax.eval.features.record_outputs)."""
+    acl_jax.eval.features.record_outputs); with `per_window` ((n, D) -> (n, dim)), the mean
+    of per_window(window features) instead."""
     sums = np.zeros((num_records, dim), np.float64)
     counts = np.zeros(num_records, np.int64)
     for out, rows, n in pending:
-        np.add.at(sums, rows[:n, 0], np.asarray(out)[:n])
+        out = np.asarray(out)[:n]
+        np.add.at(sums, rows[:n, 0], per_window(out) if per_window else out)
         np.add.at(counts, rows[:n, 0], 1)
     return (sums / counts[:, None]).astype(np.float32)
 
 
-def embed_stream(model, stream: Iterable, device_batch: int, devices, bar):
+def embed_stream(model, stream: Iterable, device_batch: int, devices, bar, per_window=None):
     """Embeddings of (Prepared | None, id, reason) items (acl_jax.inference.model), run in
-    batches of `device_batch` windows per device."""
+    batches of `device_batch` windows per device. per_window: (callable (n, D) -> (n, K), K):
+    records get the mean of its outputs over their windows instead of their features."""
     from acl_jax.inference.model import Embeddings
 
     mesh = make_mesh(devices)
@@ -84,6 +87,7 @@ def embed_stream(model, stream: Iterable, device_batch: int, devices, bar):
     # A fixed per-device shape: XLA's float results can depend on the batch shape a device
     # runs (last-bit differences), so the device count must not change it.
     bsz = device_batch * mesh.devices.size
+    fn_window, dim = per_window if per_window else (None, model.dim)
     ids, outs, skipped, absent, chunk = [], [], [], {}, []
     in_flight: list = []  # (pending, num_records) of the chunk the devices are working on
 
@@ -95,7 +99,7 @@ def embed_stream(model, stream: Iterable, device_batch: int, devices, bar):
             chunk.clear()
         while len(in_flight) > (0 if final else 1):
             pending, num = in_flight.pop(0)
-            outs.append(_collect_chunk(pending, num, model.dim))
+            outs.append(_collect_chunk(pending, num, dim, fn_window))
 
     for rec, rid, reason in stream:
         if bar is not None:
@@ -110,6 +114,6 @@ def embed_stream(model, stream: Iterable, device_batch: int, devices, bar):
         if len(chunk) >= CHUNK_RECORDS:
             flush()
     flush(final=True)
-    feats = np.concatenate(outs) if outs else np.zeros((0, model.dim), np.float32)
+    feats = np.concatenate(outs) if outs else np.zeros((0, dim), np.float32)
     absent = {k: absent[k] for k in LEADS if k in absent}
     return Embeddings(ids, feats, skipped, absent)
