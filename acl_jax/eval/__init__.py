@@ -17,6 +17,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import jax
+
 from acl_jax.eval.args import SEGMENTATION_TASK, EvalArgs, EvalError, load_encoder
 from acl_jax.eval.classification import Evaluation, check_compatible
 from acl_jax.eval.save import check_save, save_classifier
@@ -37,7 +39,7 @@ def evaluate(a: EvalArgs, save: str | None = None, command: str = "") -> dict:
     run.select()
     result = run.evaluate_test()
     result["timings"]["total_s"] = time.perf_counter() - t0
-    if save is not None:
+    if save is not None and jax.process_index() == 0:  # one process writes
         save_classifier(run, result, save, command or card_lib.eval_command(result))
     return result
 
