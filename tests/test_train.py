@@ -2,10 +2,7 @@
 
 import functools
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -14,6 +11,7 @@ import numpy as np
 import pytest
 import tiny_run
 from flax import nnx
+from tiny_run import train_process as cli
 
 from acl_jax.data import pipeline
 from acl_jax.objectives import build_pretrainer
@@ -34,19 +32,6 @@ tiny = functools.partial(tiny_run.tiny, async_checkpoint=True)
 
 def params_of(model) -> list[np.ndarray]:
     return [np.asarray(x) for x in jax.tree.leaves(nnx.state(model, nnx.Param))]
-
-
-def cli(*args, env=None, **kw):
-    env = {**os.environ, "JAX_NUM_CPU_DEVICES": "2", **(env or {})}
-    return subprocess.Popen(
-        [sys.executable, "-m", "acl_jax.train", *args],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        **kw,
-    )
 
 
 def test_loss_falls(prepared_sample, tmp_path):

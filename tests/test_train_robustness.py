@@ -3,11 +3,8 @@ that make no sense are refused with one line, metrics.jsonl holds each step once
 SIGTERM at any moment exits 0, a dead peer ends the other processes promptly."""
 
 import json
-import os
 import re
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,6 +13,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 from tiny_run import free_port, tiny
+from tiny_run import train_process as cli
 
 from acl_jax.config import ConfigError, from_dict, load_config, to_dict
 from acl_jax.config_cli import apply_overrides
@@ -24,18 +22,6 @@ from acl_jax.train.reporting import Reporter
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "configs" / "tiny.py"
-
-
-def cli(*args):
-    env = {**os.environ, "JAX_NUM_CPU_DEVICES": "2"}
-    return subprocess.Popen(
-        [sys.executable, "-m", "acl_jax.train", *args],
-        cwd=REPO,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
 
 
 def stored_arrays(workdir: Path, step: int) -> list[np.ndarray]:

@@ -1,6 +1,10 @@
-"""The tiny training config the trainer, checkpoint and eval tests share, and a free port."""
+"""What the trainer, checkpoint and eval tests share: the tiny config, a trainer process, a
+free port."""
 
+import os
 import socket
+import subprocess
+import sys
 from pathlib import Path
 
 from acl_jax.config import load_config
@@ -30,3 +34,17 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def train_process(*args, env=None, **kw) -> subprocess.Popen:
+    """`python -m acl_jax.train ARGS` on 2 emulated devices, stdout and stderr merged, as text."""
+    env = {**os.environ, "JAX_NUM_CPU_DEVICES": "2", **(env or {})}
+    return subprocess.Popen(
+        [sys.executable, "-m", "acl_jax.train", *args],
+        cwd=REPO,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kw,
+    )
