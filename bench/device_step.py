@@ -169,7 +169,8 @@ def main() -> None:
         base = tiny_config(args.data) if args.tiny else presets.load_preset(name)
         if not args.tiny and fs != presets.PRESET_FS:
             raise SystemExit(f"--data {args.data} is at {fs} Hz; the presets need --fs 500 data")
-        per_device = args.per_device_batch or max(base.data.batch_size // presets.POD_DEVICES, 1)
+        pod_share = base.data.batch_size // (1 if args.tiny else presets.POD_DEVICES)
+        per_device = args.per_device_batch or max(pod_share // n_dev, 1)
         dtypes = args.dtypes.split(",")
         if base.objective == "clear":
             dtypes = ["float32"]  # CLEAR's transformer computes in float32 (model.dtype unused)
