@@ -34,3 +34,29 @@ def prepared_sample(tmp_path_factory) -> Path:
         )
     )
     return out
+
+
+# Modules by measured run time, longest first (the rest keep their order after these). Under
+# launch/test.sh (`-n 2 --dist loadscope --no-loadscope-reorder`) each worker takes whole
+# modules in this order, so the long ones start early and the two workers finish together,
+# instead of one worker running test_train.py alone at the end (collection order is alphabetical).
+LONGEST_FIRST = (
+    "test_train.py",
+    "test_objectives_momentum.py",
+    "test_checkpoint_damage.py",
+    "test_launch.py",
+    "test_train_robustness.py",
+    "test_eval.py",
+    "test_notebooks.py",
+    "test_inference.py",
+    "test_core_ecg.py",
+    "test_beat_ssl.py",
+    "test_objectives_leadwise.py",
+    "test_objectives_redundancy.py",
+    "test_presets.py",
+)
+
+
+def pytest_collection_modifyitems(items):
+    rank = {name: i for i, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable within a module
