@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from acl_jax import resources
 from acl_jax.leads import DEFAULT_REGIONS
 from acl_jax.method_config import (
     AclEcgConfig,
@@ -254,10 +255,15 @@ def check_schedule(cfg: Config) -> None:
 
 
 def load_config(path: str | Path) -> Config:
-    """Imports `path` and returns its `get_config()`."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {path} does not exist (configs/ lists the shipped ones)")
+    """Imports `path` (a file, or a shipped config's name, e.g. 'acl_ecg_ptbxl') and returns its
+    `get_config()`."""
+    found = resources.config_file(path)
+    if found is None:
+        raise ConfigError(
+            f"config file {path} does not exist; the shipped configs, by name: "
+            f"{', '.join(resources.config_names())}"
+        )
+    path = found
     spec = importlib.util.spec_from_file_location(f"acl_jax_config_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)

@@ -60,6 +60,9 @@ class ExportArgs:
     data: str | None = cli.arg(None, help="Prepared data dir (default: the config's data.dir).")
     name: str | None = cli.arg(None, help="Model name in the card (default: the out dir name).")
     overwrite: bool = cli.arg(False, help="Replace an existing model directory.")
+    notes: str | None = cli.arg(
+        None, help="Text file whose non-empty lines become the card's Notes (caveats, ...)."
+    )
 
 
 def preprocessing_spec(manifest: dict, cfg: Config, needs_rpeaks: bool) -> dict:
@@ -143,9 +146,20 @@ def export(a: ExportArgs) -> epath.Path:
         name=a.name or out.name,
         workdir=str(a.workdir),
         encoder_source=f"fine-tuned by eval ({a.classifier})" if tuned else None,
+        notes=_notes(a.notes),
     )
     print(f"exported step {step} of {a.workdir} -> {out} ({info['num_params']:,} parameters)")
     return out
+
+
+def _notes(path: str | None) -> tuple[str, ...]:
+    if path is None:
+        return ()
+    try:
+        text = epath.Path(path).read_text()
+    except OSError as e:
+        raise ExportError(f"--notes {path}: unreadable ({e})") from None
+    return tuple(line.strip() for line in text.splitlines() if line.strip())
 
 
 def write_model_dir(
@@ -161,6 +175,7 @@ def write_model_dir(
     name: str = "model",
     workdir: str = "",
     encoder_source: str | None = None,
+    notes: tuple[str, ...] = (),
 ) -> dict:
     """Writes a model directory for `encoder` (built from `cfg` at `fs`) trained on the data
     of `manifest`; returns the encoder summary {class, dim, num_params}."""
@@ -204,6 +219,7 @@ def write_model_dir(
         head_meta=head_meta,
         evals=evals,
         code_version=versions,
+        notes=notes,
     )
     out.mkdir(parents=True, exist_ok=True)
     save_arrays(out / ENCODER, arrays)

@@ -47,6 +47,7 @@ LONGEST_FIRST = (
     "test_launch.py",
     "test_train_robustness.py",
     "test_eval.py",
+    "test_wheel.py",
     "test_notebooks.py",
     "test_inference.py",
     "test_core_ecg.py",

@@ -216,6 +216,19 @@ def test_follow_evaluates_checkpoints_written_after_it_started(pretrained):
     assert all(np.isfinite(r["test"]["macro_auroc"]) for r in results)
 
 
+def test_test_equal_to_val_is_reported_as_selection_split(prepared_sample, pretrained):
+    # A model to ship: fitted on train, selected on val and reported on val, said so plainly.
+    workdir, _, _ = pretrained
+    run = Evaluation(args(prepared_sample, workdir=str(workdir), splits=("train", "val", "val")))
+    run.select()
+    result = run.evaluate_test()
+    assert result["test_is_val"] and result["test"]["num_records"] == result["val"]["num_records"]
+    assert result["test"]["macro_auroc"] == pytest.approx(result["val"]["macro_auroc"], abs=1e-6)
+    assert "selection-split figures (optimistic)" in report.markdown(result)
+    with pytest.raises(EvalError, match="train split 'train' cannot also be val or test"):
+        Evaluation(args(prepared_sample, workdir=str(workdir), splits=("train", "train", "val")))
+
+
 def test_clear_errors(prepared_sample, workdir, tmp_path):
     proc = cli("--workdir", tmp_path, "--data", prepared_sample, "--task", "superdiagnostic")
     assert proc.returncode != 0 and "no checkpoints in" in proc.stderr

@@ -292,8 +292,10 @@ def saved_head(workdir, prepared_sample, tmp_path_factory):
 @pytest.fixture(scope="module")
 def head_model_dir(workdir, saved_head, tmp_path_factory):
     out = tmp_path_factory.mktemp("export_head") / "with_head"
+    notes = out.parent / "notes.txt"
+    notes.write_text("Folds 9 and 10 were never used.\n\nNot for clinical use.\n")
     argv = ["--workdir", str(workdir), "--out", str(out), "--classifier", str(saved_head[0])]
-    assert export_cli.main(argv) == 0
+    assert export_cli.main([*argv, "--notes", str(notes)]) == 0
     return out
 
 
@@ -318,7 +320,17 @@ def test_saved_probe_predicts_evals_test_scores(
     np.testing.assert_array_equal(got.decisions, want >= np.float32(meta["thresholds"]))
     card = json.loads((head_model_dir / "card.json").read_text())
     assert card["classifier"]["task"] == TASK and card["eval"] == meta["eval"]
-    assert meta["eval"][0]["command"] in (head_model_dir / "MODEL_CARD.md").read_text()
+    entry = card["eval"][0]
+    # The card says where the head was fitted, selected and tested, with 95% intervals.
+    assert entry["splits"] == {"train": "train", "val": "val", "test": "test"}
+    assert entry["data_splits"] == "train=1+2+3+4,val=5,test=6" and not entry["test_is_val"]
+    lo, hi = entry["test"]["macro_auroc_ci"]
+    assert lo <= entry["test"]["macro_auroc"] == result["test"]["macro_auroc"] <= hi
+    assert entry["val"]["macro_auroc"] == result["val"]["macro_auroc"]
+    assert card["notes"] == ["Folds 9 and 10 were never used.", "Not for clinical use."]
+    text = (head_model_dir / "MODEL_CARD.md").read_text()
+    assert meta["eval"][0]["command"] in text and f"[{lo:.4f}, {hi:.4f}]" in text
+    assert "## Notes\n- Folds 9 and 10 were never used." in text
     # The predict CLI writes the same probabilities.
     out = tmp_path / "preds.csv"
     cli_argv = ["--input", *paths, "--out", str(out), "--device-batch=8"]

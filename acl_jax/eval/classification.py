@@ -39,8 +39,13 @@ def _check_args(a: EvalArgs, manifest: dict) -> None:
     check_common(a)
     if not 0.0 < a.label_fraction <= 1.0:
         raise EvalError(f"--label-fraction={a.label_fraction} must be in (0, 1]")
-    if len(set(a.splits)) != 3:
-        raise EvalError(f"--splits={','.join(a.splits)}: give three distinct names train,val,test")
+    train, val, test = a.splits
+    # test == val is allowed (e.g. a model to ship: fit on folds 1-7, select on 8 and report 8);
+    # the result and its report then say that the figures are selection-split figures.
+    if train in (val, test):
+        raise EvalError(
+            f"--splits={','.join(a.splits)}: the train split {train!r} cannot also be val or test"
+        )
     missing = [s for s in a.splits if s not in manifest["splits"]]
     if missing:
         raise EvalError(
@@ -234,6 +239,7 @@ class Evaluation:
             "classes": self.classes,
             "classes_not_in_train": [c for c in manifest_classes if c not in self.classes],
             "splits": dict(zip(("train", "val", "test"), a.splits)),
+            "test_is_val": a.splits[1] == a.splits[2],
             "counts": {"train": self.train.counts, "val": self.val.counts, "test": test.counts},
             "selection": self.selection,
             "val": self.val_metrics,

@@ -128,6 +128,12 @@ def markdown(result: dict) -> str:
             f"{_fmt(test['per_class_auprc'].get(c))} | "
             f"{_fmt(val['per_class_auroc'].get(c))} |"
         )
+    if result.get("test_is_val"):
+        lines += [
+            "",
+            f"test = val = split {result['splits']['val']!r}: the model was selected on these "
+            "records, so these are selection-split figures (optimistic), not a held-out test.",
+        ]
     if test["excluded_classes"]:
         lines += [
             "",

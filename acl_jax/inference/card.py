@@ -34,15 +34,33 @@ def eval_command(result: dict[str, Any]) -> str:
     return " ".join(["python -m acl_jax.eval", *flags])
 
 
+def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
+    keys = [k for m in HEADLINE for k in (m, f"{m}_ci", m.replace("_mean", "") + "_ci")]
+    return {k: metrics[k] for k in dict.fromkeys(keys) if k in metrics}
+
+
+def _fold_spec(data_dir: str | None) -> str | None:
+    """The `--splits` a prepared data dir was made with (e.g. 'train=1+2,val=8'), if readable."""
+    try:
+        manifest = json.loads((epath.Path(data_dir) / "manifest.json").read_text())
+        return manifest["source"]["args"]["splits"]
+    except (OSError, TypeError, KeyError, json.JSONDecodeError):
+        return None
+
+
 def eval_entry(result: dict[str, Any], source: str) -> dict[str, Any]:
-    """The card's summary of one eval result: task, protocol, step, test metrics, command."""
-    test = result.get("test", {})
+    """The card's summary of one eval result: task, protocol, step, the splits it fitted,
+    selected and tested on, val and test metrics with 95% CIs, and the command."""
     return {
         "task": result.get("task"),
         "protocol": result.get("protocol"),
         "label_fraction": result.get("label_fraction"),
         "step": result.get("step"),
-        "test": {k: test[k] for k in HEADLINE if k in test},
+        "splits": result.get("splits"),
+        "data_splits": _fold_spec(result.get("data_dir")),
+        "test_is_val": bool(result.get("test_is_val")),
+        "val": _headline(result.get("val", {})),
+        "test": _headline(result.get("test", {})),
         "command": eval_command(result),
         "file": source,
     }
@@ -60,6 +78,7 @@ def build_card(
     head_meta: dict | None,
     evals: list[dict],
     code_version: dict,
+    notes: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     dataset = manifest.get("source", {}).get("dataset", "unknown")
     return {
@@ -72,13 +91,24 @@ def build_card(
             "source": manifest.get("source", {}).get("src"),
             "license": LICENSES.get(dataset, "unknown"),
             "splits": {k: v["num_records"] for k, v in manifest.get("splits", {}).items()},
+            "fold_spec": manifest.get("source", {}).get("args", {}).get("splits"),
             "fs": manifest.get("fs"),
         },
         "preprocessing": preprocessing,
         "classifier": head_meta,
         "eval": evals,
         "code_version": code_version,
+        "notes": list(notes),
     }
+
+
+def _metric_text(metrics: dict[str, Any]) -> str:
+    parts = []
+    for k in HEADLINE:
+        if k in metrics:
+            ci = metrics.get(f"{k}_ci") or metrics.get(k.replace("_mean", "") + "_ci")
+            parts.append(f"{k} {metrics[k]:.4f}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else ""))
+    return ", ".join(parts)
 
 
 def markdown(card: dict[str, Any]) -> str:
@@ -91,8 +121,9 @@ def markdown(card: dict[str, Any]) -> str:
         f"steps ({enc['class']}, {enc['num_params']:,} parameters, {enc['dim']}-d features).",
         "",
         "## Training data",
-        f"- dataset: {data['dataset']} ({data['source']}), splits "
-        + ", ".join(f"{k} {v}" for k, v in data["splits"].items()),
+        f"- dataset: {data['dataset']} ({data['source']}), records per split "
+        + ", ".join(f"{k} {v}" for k, v in data["splits"].items())
+        + (f" (prepared with --splits {data['fold_spec']})" if data.get("fold_spec") else ""),
         f"- license: {data['license']}",
         "",
         "## Preprocessing (applied by `acl_jax.load(...).embed`)",
@@ -110,11 +141,22 @@ def markdown(card: dict[str, Any]) -> str:
     if not card["eval"]:
         lines.append("- none recorded (pass eval result files to export with --results)")
     for e in card["eval"]:
-        metrics = ", ".join(f"{k} {v:.4f}" for k, v in e["test"].items())
+        splits = e.get("splits") or {}
+        where = ", ".join(f"{k} on {v!r}" for k, v in splits.items())
+        if e.get("data_splits"):
+            where += f" (data prepared with --splits {e['data_splits']})"
+        label = "val = test (the selection split)" if e.get("test_is_val") else "test"
         lines += [
-            f"- {e['task']} / {e['protocol']} (step {e['step']}): {metrics}",
-            f"  `{e['command']}`",
+            f"- {e['task']} / {e['protocol']} (step {e['step']}, label fraction "
+            f"{e.get('label_fraction', 1.0):g}): {label}: {_metric_text(e['test'])}",
         ]
+        if e.get("val") and not e.get("test_is_val"):
+            lines.append(f"  val: {_metric_text(e['val'])}")
+        if where:
+            lines.append(f"  fit/select/report: {where}")
+        lines.append(f"  `{e['command']}`")
+    if card.get("notes"):
+        lines += ["", "## Notes", *(f"- {n}" for n in card["notes"])]
     return "\n".join(lines) + "\n"
 
 
