@@ -433,3 +433,21 @@ def test_encoders_declare_what_evaluation_asks_of_them(
     if not dense:
         with pytest.raises(ValueError, match="no per-time features"):
             enc.features_map(jnp.zeros((1, 12, 100)), jnp.ones((1, 12)))
+
+
+def test_raw_regions_are_the_regions_pooled_without_the_lead_embedding():
+    """raw_regions=True adds Features.regions_raw (what model.region_embed=False pools) and
+    leaves every other output as it was; it is computed only when asked."""
+    x, mask = _batch(3, seed=5)
+    on = ECGEncoder(SMALL, rngs=nnx.Rngs(0))
+    off = ECGEncoder(dataclasses.replace(SMALL, region_embed=False), rngs=nnx.Rngs(0))
+    plain, both = on(x, mask), on(x, mask, raw_regions=True)
+    assert plain.regions_raw is None
+    np.testing.assert_array_equal(np.asarray(both.regions), np.asarray(plain.regions))
+    np.testing.assert_array_equal(np.asarray(both.global_), np.asarray(plain.global_))
+    np.testing.assert_allclose(np.asarray(both.regions_raw), np.asarray(off(x, mask).regions))
+    valid = np.asarray(plain.region_mask) > 0
+    assert np.abs(np.asarray(both.regions - both.regions_raw))[valid].min() > 0  # not the same
+    with pytest.raises(ValueError, match="raw_regions needs the lead-wise encoder"):
+        plain_cfg = dataclasses.replace(SMALL, lead_wise=False)
+        ECGEncoder(plain_cfg, rngs=nnx.Rngs(0))(x, mask, raw_regions=True)
