@@ -157,7 +157,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     )
     if not done:
         return
-    fig, ax = plt.subplots(figsize=(7.5, 0.34 * len(done) + 1.2))
+    fig, ax = plt.subplots(figsize=(9, 0.34 * len(done) + 1.2))
     for y, r in enumerate(done):
         v, (lo, hi) = r["test_macro_auroc"], r["test_macro_auroc_ci"]
         grey = r["objective"] == "random_init"
@@ -168,7 +168,7 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
         if grey:
             ax.axvline(v, color="0.6", ls="--", lw=1)
     ax.set_yticks(range(len(done)), [r["method"] for r in done], fontsize=8)
-    ax.set_xlabel("test macro AUROC: mean over seeds (95% CI over seeds and records); dots: seeds")
+    ax.set_xlabel("test macro AUROC, mean over seeds (95% CI: seeds x records); dots: seeds")
     ax.set_title(title, fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()
