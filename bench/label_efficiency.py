@@ -42,8 +42,8 @@ def run_eval(a, task: str, frac: str, row: str, seed: int, path: Path) -> dict:
     log = path.with_suffix(".log")
     with open(log, "w") as f:
         rc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT).returncode
-    rec = {"task": task, "fraction": float(frac), "row": row, "seed": seed, "s": 0.0}
-    rec["s"] = round(time.perf_counter() - t0, 1)
+    secs = round(time.perf_counter() - t0, 1)
+    rec = {"task": task, "fraction": float(frac), "row": row, "seed": seed, "s": secs}
     if rc != 0:
         return {**rec, "error": f"eval failed (rc {rc}): see {log}"}
     res = json.loads(path.read_text())
@@ -83,9 +83,7 @@ def write(a, runs: list[dict]) -> None:
     out = Path(a.out)
     cells = summarize(runs, a.bootstrap)
     meta = {"workdir": a.workdir, "data": a.data, "finetune_steps": a.finetune_steps}
-    out.with_suffix(".json").write_text(
-        json.dumps({**meta, "runs": runs, "cells": cells}, indent=2)
-    )
+    Path(f"{out}.json").write_text(json.dumps({**meta, "runs": runs, "cells": cells}, indent=2))
     lines = [
         f"Label efficiency of {a.workdir} (data {a.data}): test macro AUROC, mean over "
         "label-subset seeds [95% interval over seeds and test records]; paired difference to "
@@ -96,19 +94,21 @@ def write(a, runs: list[dict]) -> None:
     ]
     for c in cells:
         m, d = c["test_macro_auroc"], c.get("vs_scratch")
-        diff = f"{d['delta']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}], p={d['p_value']:.3f}"
+        diff = ""
+        if d:
+            diff = f"{d['delta']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}], p={d['p_value']:.3f}"
         lines.append(
             f"| {c['task']} | {c['fraction']:.0%} | {c['row']} | {c['seeds']} | "
-            f"{m['mean']:.3f} [{m['ci'][0]:.3f}, {m['ci'][1]:.3f}] | {diff if d else ''} |"
+            f"{m['mean']:.3f} [{m['ci'][0]:.3f}, {m['ci'][1]:.3f}] | {diff} |"
         )
     failed = [r for r in runs if "error" in r]
     lines += [
         f"\nFailed: {r['task']} {r['fraction']} {r['row']} s{r['seed']}: {r['error']}"
         for r in failed
     ]
-    out.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    Path(f"{out}.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)
-    plot(cells, out.with_suffix(".png"))
+    plot(cells, Path(f"{out}.png"))
 
 
 def plot(cells: list[dict], path: Path) -> None:
@@ -165,11 +165,7 @@ def main() -> None:
     out = Path(a.out)
     runs_dir = Path(f"{out}_runs")
     runs_dir.mkdir(parents=True, exist_ok=True)
-    old = (
-        json.loads(out.with_suffix(".json").read_text())
-        if out.with_suffix(".json").exists()
-        else {}
-    )
+    old = json.loads(Path(f"{out}.json").read_text()) if Path(f"{out}.json").exists() else {}
     same = (old.get("workdir"), old.get("data"), old.get("finetune_steps")) == (
         a.workdir,
         a.data,

@@ -62,7 +62,8 @@ Region heads (cfg.acl_ecg.region_heads): r_v[:, k] = head_k(region k) with one M
 region instead of one head shared by all regions; combinable with every variant. (Note: with
 within_record, region-specific heads can also tell regions apart without the signal.)
 
-Why within-record inter-region negatives: L_inter is meant to keep the regions of one heart apart
+Why within-record inter-region negatives (the default; inter_alignment makes the other choice
+and keeps only cross-record negatives): L_inter is meant to keep the regions of one heart apart
 (inferior vs lateral of the same beat), not to separate the same anatomy of different patients,
 which is L_intra's job. With cross-record inter-region negatives, every (j, r') with j != i would
 be a negative of (i, r) in L_inter while (j, r) already is one in L_intra: the cross-record
