@@ -106,6 +106,9 @@ def parse_rows(methods: str, ablations: str) -> list[tuple[str, str, list[str]]]
         ):
             raise SystemExit(f"--ablations entry {spec!r}: expected LABEL=METHOD:KEY=VALUE[:...]")
         rows.append((label, method, overrides))
+    if any(m == "random_init" and o for _, m, o in rows):
+        # Its eval builds configs/acl_ecg_ptbxl.py untrained: overrides would be silently unused.
+        raise SystemExit("random_init takes no KEY=VALUE overrides (it is never trained)")
     return rows
 
 

@@ -85,3 +85,5 @@ def test_row_specs_name_variants_and_ablations():
         compare_methods.parse_rows("nope", "")
     with pytest.raises(SystemExit, match="expected METHOD:KEY=VALUE"):
         compare_methods.parse_rows("acl_ecg:region_objective", "")
+    with pytest.raises(SystemExit, match="random_init takes no KEY=VALUE overrides"):
+        compare_methods.parse_rows("random_init:data.window=500", "")
