@@ -18,16 +18,35 @@ def _check_weights(section: str, **weights: float) -> None:
         raise ValueError(f"{names}: each must be >= 0 and at least one > 0")
 
 
+# ACL-ECG's inter-region term L_inter, exact formulas in acl_jax/objectives/acl_ecg.py.
+REGION_OBJECTIVES = ("within_record", "within_record_raw", "inter_alignment")
+
+
 @dataclass(frozen=True, kw_only=True)
 class AclEcgConfig:
     w_global: float = 1.0  # NT-Xent over global projections
     w_intra: float = 1.0  # same region across records
-    w_inter: float = 0.5  # other regions of the same record
+    w_inter: float = 0.5  # the inter-region term, as region_objective defines it
+    # L_inter: within_record (a record's regions apart) | within_record_raw (the same on regions
+    # pooled without the lead embedding) | inter_alignment (a record's other regions in the
+    # other view as positives, other records' regions as negatives)
+    region_objective: str = "within_record"
+    region_heads: bool = False  # one projection head per region instead of one shared head
 
     def __post_init__(self):
         _check_weights(
             "acl_ecg", w_global=self.w_global, w_intra=self.w_intra, w_inter=self.w_inter
         )
+        if self.region_objective not in REGION_OBJECTIVES:
+            raise ValueError(
+                f"acl_ecg.region_objective={self.region_objective!r} is not one of "
+                f"{', '.join(REGION_OBJECTIVES)}"
+            )
+        if self.w_inter == 0 and self.region_objective != "within_record":
+            raise ValueError(
+                f"acl_ecg.region_objective={self.region_objective!r} has no effect with "
+                "acl_ecg.w_inter=0 (the inter-region term is off): set w_inter > 0 or drop it"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

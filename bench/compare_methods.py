@@ -1,15 +1,25 @@
-"""Every objective under one protocol: same data, same step budget, same linear probe.
+"""Every objective under one protocol: same data, same step budget, same linear probe, K seeds.
 
-  python bench/compare_methods.py --data /tmp/prepared/ptbxl100 --steps 300 \
-      [--methods acl_ecg,simclr,...] [--task superdiagnostic] [--workroot /tmp/compare]
+  python bench/compare_methods.py --data /tmp/prepared/ptbxl100 --steps 300 --seeds 3 \
+      [--methods acl_ecg,simclr,acl_ecg:region_objective=inter_alignment,...] \
+      [--task superdiagnostic] [--reference acl_ecg] [--workroot /tmp/compare] [--out PREFIX]
 
-For each method: `python -m acl_jax.train --config configs/<method>_ptbxl.py` with
---config.train.steps=STEPS and warmup STEPS // 10 (a fresh workdir; an existing finished one
-is reused, and so are rows already in the JSON from an interrupted run), then
-`python -m acl_jax.eval --protocol linear` on it; plus the `--init random` baseline (the
-ACL-ECG architecture, untrained). Writes bench/results/compare_methods.{json,md,png}: macro
-AUROC/AUPRC with bootstrap 95% CIs on the test split, end-to-end samples/s (median of the
-logged steady-state values), and peak RSS of the training process.
+For each row and seed s: `python -m acl_jax.train --config configs/<method>_ptbxl.py` with
+--config.seed=s, --config.train.steps=STEPS and warmup STEPS // 10 (workdir WORKROOT/ROW/sS; an
+existing finished one is reused), then `python -m acl_jax.eval --protocol linear --seed s` on it;
+`random_init` is the ACL-ECG architecture untrained (`--init random --seed s`). Seeds run in the
+outer loop, so a cut-short run holds whole comparisons at fewer seeds; (row, seed) runs already in
+the JSON from an interrupted run with the same data, task and steps are reused, not redone.
+
+Rows: `--methods` names methods, or variants METHOD:KEY=VALUE[:KEY=VALUE...] whose KEY without a
+dot is in the method's own config section (acl_ecg:region_objective=inter_alignment adds
+--config.acl_ecg.region_objective=inter_alignment); `--ablations` adds rows
+LABEL=METHOD:KEY=VALUE[:...] with full dotted keys under a label of your choice.
+
+Writes OUT.{json,md,png} (bench/compare_report.py): per row the mean over seeds of test macro
+AUROC with a 95% interval from a bootstrap over seeds AND test records, the seeds' min-max and
+sd, and the paired difference to the reference row with its interval and p-value
+(bench/seed_bootstrap.py); end-to-end samples/s and peak RSS of the training process.
 """
 
 from __future__ import annotations
@@ -24,8 +34,9 @@ import sys
 import time
 from pathlib import Path
 
+from compare_report import write_tables
+
 REPO = Path(__file__).resolve().parent.parent
-REFERENCE = "acl_ecg"  # the paired-difference column is each method minus this one
 # ACL-ECG, the untrained baseline and the newer methods first: a cut-short run still holds
 # the rows the table is read for.
 METHODS = (
@@ -67,6 +78,98 @@ def steady_samples_per_s(workdir: Path) -> float:
     return statistics.median(rates) if rates else float("nan")
 
 
+def run_dir(root: Path, label: str) -> Path:
+    """WORKROOT/ROW, the row label made safe as a folder name (':' of variants -> '_')."""
+    return root / re.sub(r"[^A-Za-z0-9_.=+-]+", "_", label)
+
+
+def parse_rows(methods: str, ablations: str) -> list[tuple[str, str, list[str]]]:
+    """(row label, objective, config overrides) for every row: --methods, then --ablations."""
+    rows = []
+    for spec in filter(None, methods.split(",")):
+        method, *keys = spec.split(":")
+        if method not in METHODS:
+            raise SystemExit(f"--methods entry {spec!r}: {method!r} is not one of {METHODS}")
+        if not all("=" in k for k in keys):
+            raise SystemExit(f"--methods entry {spec!r}: expected METHOD:KEY=VALUE[:...]")
+        rows.append(
+            (spec, method, [k if "." in k.split("=")[0] else f"{method}.{k}" for k in keys])
+        )
+    for spec in filter(None, ablations.split(",")):
+        label, sep, rest = spec.partition("=")
+        method, *overrides = rest.split(":")
+        if (
+            not sep
+            or method not in METHODS
+            or not overrides
+            or not all("=" in o for o in overrides)
+        ):
+            raise SystemExit(f"--ablations entry {spec!r}: expected LABEL=METHOD:KEY=VALUE[:...]")
+        rows.append((label, method, overrides))
+    if any(m == "random_init" and o for _, m, o in rows):
+        # Its eval builds configs/acl_ecg_ptbxl.py untrained: overrides would be silently unused.
+        raise SystemExit("random_init takes no KEY=VALUE overrides (it is never trained)")
+    return rows
+
+
+def train_and_eval(a, label: str, method: str, overrides: list[str], seed: int) -> dict:
+    """One (row, seed): pretrain (unless random_init) and linear-probe; -> its run record."""
+    py, where = sys.executable, run_dir(Path(a.workroot), label)
+    where.mkdir(parents=True, exist_ok=True)
+    workdir, rec = where / f"s{seed}", {"seed": seed}
+    if method != "random_init":
+        warmup = a.steps // 10 if a.warmup is None else a.warmup
+        cmd = [py, "-m", "acl_jax.train", "--config", str(config_for(method))]
+        cmd += ["--workdir", str(workdir), f"--config.data.dir={a.data}"]
+        cmd += [f"--config.objective={method}", f"--config.seed={seed}"]
+        cmd += [f"--config.train.steps={a.steps}", f"--config.optim.warmup_steps={warmup}"]
+        cmd += [f"--config.{o}" for o in overrides]
+        log = where / f"s{seed}.train.log"
+        rc, secs, peak = run(cmd, log)
+        rec.update(train_rc=rc, train_s=round(secs, 1), peak_rss_mb=round(peak), train_log=str(log))
+        if rc != 0:
+            return {**rec, "error": f"training failed: see {log}"}
+        rec["samples_per_s"] = round(steady_samples_per_s(workdir), 1)
+        source = ["--workdir", str(workdir)]
+    else:
+        source = ["--init", "random", "--config", str(config_for(method))]
+    out, log = where / f"s{seed}.eval.json", where / f"s{seed}.eval.log"
+    cmd = [py, "-m", "acl_jax.eval", *source, "--data", a.data, "--task", a.task]
+    cmd += ["--protocol", "linear", "--seed", str(seed), "--out", str(out)]
+    rc, secs, _ = run(cmd, log)
+    rec.update(eval_rc=rc, eval_s=round(secs, 1))
+    if rc != 0:
+        return {**rec, "error": f"eval failed: see {log}"}
+    res = json.loads(out.read_text())
+    rec["eval"] = str(out)
+    for split in ("val", "test"):
+        for m in ("macro_auroc", "macro_auprc"):
+            rec[f"{split}_{m}"] = res[split][m]
+    return rec
+
+
+def previous_rows(a: argparse.Namespace) -> dict[str, dict]:
+    """Rows of an interrupted run with the same data, task and steps, by label, keeping only
+    their finished (seed) runs; rows of the older one-seed format (no "runs") are not reused."""
+    path = Path(a.out + ".json")
+    if not path.exists():
+        return {}
+    old = json.loads(path.read_text())
+    if (old.get("data"), old.get("task"), old.get("steps")) != (a.data, a.task, a.steps):
+        return {}
+    rows = {}
+    for r in old["rows"]:
+        runs = [x for x in r.get("runs", []) if "error" not in x]
+        if runs:
+            rows[r["method"]] = {**r, "runs": runs}
+    if rows:
+        print(
+            "reusing:",
+            ", ".join(f"{k} seeds {[x['seed'] for x in r['runs']]}" for k, r in rows.items()),
+        )
+    return rows
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--data", required=True)
@@ -78,7 +181,12 @@ def main() -> None:
         help="lr warmup steps for every method (default steps // 10: the configs' 500 are "
         "sized for their full 2000-step runs)",
     )
-    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--seeds", type=int, default=1, help="seeds 0..K-1 per row (train and probe)")
+    p.add_argument(
+        "--methods",
+        default=",".join(METHODS),
+        help="comma list of METHOD or METHOD:KEY=VALUE[:...] (KEY in the method's section)",
+    )
     p.add_argument("--task", default="superdiagnostic")
     p.add_argument(
         "--ablations",
@@ -86,225 +194,39 @@ def main() -> None:
         help="extra rows LABEL=METHOD:KEY=VALUE[:KEY=VALUE...] separated by commas, e.g. "
         "acl_ecg_no_inter=acl_ecg:acl_ecg.w_inter=0 (config overrides on top of the method's)",
     )
+    p.add_argument("--reference", default="acl_ecg", help="row the paired column compares with")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     p.add_argument("--workroot", default="/tmp/acl_compare")
-    p.add_argument("--out", default="bench/results/compare_methods")
+    p.add_argument("--out", default="bench/results/compare_methods", help="OUT.{json,md,png}")
     a = p.parse_args()
-    root = Path(a.workroot)
-    root.mkdir(parents=True, exist_ok=True)
-    py = sys.executable
-    warmup = a.steps // 10 if a.warmup is None else a.warmup
-    rows = previous_rows(a)
-    done = {r["method"] for r in rows}
-    for label, method, overrides in plan(a):
-        if label in done:
-            continue
-        workdir = root / label
-        row = {"method": label, "steps": a.steps}
-        if overrides:
-            row["overrides"] = overrides
-        if method != "random_init":
-            cfg = config_for(method)
-            rc, secs, peak = run(
-                [
-                    py,
-                    "-m",
-                    "acl_jax.train",
-                    "--config",
-                    str(cfg),
-                    "--workdir",
-                    str(workdir),
-                    f"--config.data.dir={a.data}",
-                    f"--config.objective={method}",
-                    f"--config.train.steps={a.steps}",
-                    f"--config.optim.warmup_steps={warmup}",
-                    *(f"--config.{o}" for o in overrides),
-                ],
-                root / f"{label}.train.log",
-            )
-            row.update(train_rc=rc, train_s=round(secs, 1), peak_rss_mb=round(peak))
-            if rc != 0:
-                row["error"] = f"training failed: see {root / f'{label}.train.log'}"
-                rows.append(row)
-                write_tables(a, rows)
-                continue
-            row["samples_per_s"] = round(steady_samples_per_s(workdir), 1)
-            eval_args = ["--workdir", str(workdir)]
-        else:
-            eval_args = ["--init", "random", "--config", str(config_for(method))]
-        out = root / f"{label}.eval.json"
-        rc, secs, _ = run(
-            [
-                py,
-                "-m",
-                "acl_jax.eval",
-                *eval_args,
-                "--data",
-                a.data,
-                "--task",
-                a.task,
-                "--protocol",
-                "linear",
-                "--out",
-                str(out),
-            ],
-            root / f"{label}.eval.log",
-        )
-        row.update(eval_rc=rc, eval_s=round(secs, 1))
-        if rc != 0:
-            row["error"] = f"eval failed: see {root / f'{label}.eval.log'}"
-        else:
-            res = json.loads(out.read_text())
-            for split in ("val", "test"):
-                for m in ("macro_auroc", "macro_auprc"):
-                    row[f"{split}_{m}"] = res[split][m]
-                    row[f"{split}_{m}_ci"] = res[split].get(f"{m}_ci")
-        rows.append(row)
-        write_tables(a, rows)
-    write_tables(a, rows)  # also when every row was reused: refreshes the tables and the plot
-
-
-def plan(a: argparse.Namespace) -> list[tuple[str, str, list[str]]]:
-    """(row label, objective, config overrides) for every row, methods then ablations."""
-    rows = [(m, m, []) for m in a.methods.split(",") if m]
-    for spec in filter(None, a.ablations.split(",")):
-        label, sep, rest = spec.partition("=")
-        method, *overrides = rest.split(":")
-        if (
-            not sep
-            or method not in METHODS
-            or not overrides
-            or not all("=" in o for o in overrides)
-        ):
-            raise SystemExit(f"--ablations entry {spec!r}: expected LABEL=METHOD:KEY=VALUE[:...]")
-        rows.append((label, method, overrides))
-    return rows
-
-
-def previous_rows(a: argparse.Namespace) -> list[dict]:
-    """Finished rows of an interrupted run with the same data, task and steps (kept, not redone)."""
-    path = Path(a.out + ".json")
-    if not path.exists():
-        return []
-    old = json.loads(path.read_text())
-    if (old.get("data"), old.get("task"), old.get("steps")) != (a.data, a.task, a.steps):
-        return []
-    rows = [r for r in old["rows"] if "error" not in r]
-    print("reusing rows:", ", ".join(r["method"] for r in rows), flush=True)
-    return rows
-
-
-def paired_vs_reference(row: dict, root: Path) -> None:
-    """Paired bootstrap of this row's test macro AUROC minus ACL-ECG's on the same test records
-    (acl_jax.compare): the CI of a difference, which two overlapping CIs do not give."""
-    mine, ref = root / f"{row['method']}.eval.json", root / f"{REFERENCE}.eval.json"
-    if (
-        row["method"] == REFERENCE
-        or f"vs_{REFERENCE}" in row
-        or not (mine.exists() and ref.exists())
-    ):
-        return
-    from acl_jax.compare import compare  # imports JAX: only when there is something to compare
-
-    out = compare(str(mine), str(ref))
-    row[f"vs_{REFERENCE}"] = {k: out[k] for k in ("delta", "ci", "p_value", "num_resamples")}
-
-
-def describe(row: dict, train_log: Path) -> None:
-    """Adds the pretrainer's parameter count and window (samples) from its training log's
-    first line ("NAME: 0.16M parameters, ..., window 250 at 100 Hz, ...")."""
-    if "params" in row or not train_log.exists():
-        return
-    head = train_log.read_text().split("\n", 1)[0]
-    if m := re.search(r"([\d.]+M) parameters", head):
-        row["params"] = m.group(1)
-    if m := re.search(r"window (\d+) at", head):
-        row["window"] = int(m.group(1))
-
-
-def write_tables(a: argparse.Namespace, rows: list[dict]) -> None:
-    """(Re)writes the JSON and Markdown after every row, so a cut-short run keeps its rows."""
-    for r in rows:
-        describe(r, Path(a.workroot) / f"{r['method']}.train.log")
-        paired_vs_reference(r, Path(a.workroot))
-    Path(a.out + ".json").write_text(
-        json.dumps(
+    if a.seeds < 1:
+        raise SystemExit(f"--seeds must be >= 1, got {a.seeds}")
+    plan = parse_rows(a.methods, a.ablations)
+    if a.reference not in {label for label, _, _ in plan}:
+        raise SystemExit(f"--reference {a.reference!r} is not one of the rows")
+    Path(a.workroot).mkdir(parents=True, exist_ok=True)
+    Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    old = previous_rows(a)
+    rows = []
+    for label, method, overrides in plan:
+        row = old.get(label, {})
+        if row.get("objective", method) != method or row.get("overrides", []) != overrides:
+            row = {}  # the label now names a different run
+        rows.append(
             {
-                "task": a.task,
-                "data": a.data,
-                "steps": a.steps,
-                "rows": rows,
-                "load_average": os.getloadavg(),
-            },
-            indent=2,
+                "method": label,
+                "objective": method,
+                "overrides": overrides,
+                "runs": row.get("runs", []),
+            }
         )
-    )
-    lines = [
-        f"Linear probe, {a.task}, {a.steps} pretraining steps per method "
-        f"(data {a.data}); test macro AUROC/AUPRC with 95% bootstrap CI.",
-        "",
-        "| method | test AUROC [95% CI] | test AUPRC [95% CI] | val AUROC | "
-        f"AUROC - {REFERENCE} [95% CI], p | window | params | samples/s | train s | "
-        "peak RSS MB |",
-        "|---|---|---|---|---|---|---|---|---|---|",
-    ]
-
-    def ci(r, key):
-        v, c = r.get(key), r.get(key + "_ci")
-        return f"{v:.3f} [{c[0]:.3f}, {c[1]:.3f}]" if v is not None and c else "n/a"
-
-    for r in rows:
-        val = r.get("val_macro_auroc")
-        lines.append(
-            f"| {r['method']} | {ci(r, 'test_macro_auroc')} | "
-            f"{ci(r, 'test_macro_auprc')} | {val:.3f} | "
-            if val is not None
-            else f"| {r['method']} | {r.get('error', 'n/a')} | | | "
-        )
-        d = r.get(f"vs_{REFERENCE}")
-        lines[-1] += (
-            f"{d['delta']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}], p={d['p_value']:.3f} | "
-            if d
-            else "| "
-        )
-        lines[-1] += (
-            f"{r.get('window', 250)} | {r.get('params', '')} | "
-            f"{r.get('samples_per_s', '')} | {r.get('train_s', '')} | {r.get('peak_rss_mb', '')} |"
-        )
-    Path(a.out + ".md").write_text("\n".join(lines) + "\n")
-    print("\n".join(lines), flush=True)
-    plot(rows, Path(a.out + ".png"), f"{a.task}, {a.steps} steps per method, linear probe")
-
-
-def plot(rows: list[dict], path: Path, title: str) -> None:
-    """Test macro AUROC with its 95% CI per method, best first; untrained encoder dashed."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    done = sorted(
-        (r for r in rows if r.get("test_macro_auroc_ci")), key=lambda r: r["test_macro_auroc"]
-    )
-    if not done:
-        return
-    fig, ax = plt.subplots(figsize=(7, 0.32 * len(done) + 1.2))
-    y = range(len(done))
-    v = [r["test_macro_auroc"] for r in done]
-    lo = [r["test_macro_auroc"] - r["test_macro_auroc_ci"][0] for r in done]
-    hi = [r["test_macro_auroc_ci"][1] - r["test_macro_auroc"] for r in done]
-    colors = ["0.6" if r["method"] == "random_init" else "C0" for r in done]
-    ax.errorbar(v, y, xerr=[lo, hi], fmt="none", ecolor="0.3", capsize=2)
-    ax.scatter(v, y, c=colors, zorder=3)
-    for r in done:
-        if r["method"] == "random_init":
-            ax.axvline(r["test_macro_auroc"], color="0.6", ls="--", lw=1)
-    ax.set_yticks(list(y), [r["method"] for r in done])
-    ax.set_xlabel("test macro AUROC (95% bootstrap CI)")
-    ax.set_title(title, fontsize=9)
-    ax.grid(axis="x", alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    for seed in range(a.seeds):
+        for (label, method, overrides), row in zip(plan, rows):
+            if any(r["seed"] == seed for r in row["runs"]):
+                continue
+            row["runs"].append(train_and_eval(a, label, method, overrides, seed))
+            write_tables(a, rows)
+    write_tables(a, rows)  # also when every run was reused: refreshes the tables and the plot
 
 
 if __name__ == "__main__":

@@ -89,6 +89,36 @@ def inter_region(r1, r2, mask, temperature):
     return float(np.mean(losses)), float(np.mean(hits))
 
 
+def inter_alignment(r1, r2, mask, temperature):
+    """ACL-ECG's region_objective "inter_alignment": positives are the anchor record's OTHER
+    present regions in the OTHER view, candidates those plus every present region of every
+    other record (both views); "L_out" multi-positive average, then the mean over valid anchors
+    that have a positive. r1, r2: (N, R, P); mask: (N, R). Returns (loss, top-1 accuracy)."""
+    n, num_regions, _ = r1.shape
+    emb = {
+        (i, r, v): _unit(z[i, r])
+        for v, z in ((0, r1), (1, r2))
+        for i in range(n)
+        for r in range(num_regions)
+        if mask[i, r]
+    }
+    losses, hits = [], []
+    for (i, r, v), a in emb.items():
+        positives = [c for (j, q, w), c in emb.items() if j == i and q != r and w != v]
+        if not positives:
+            continue
+        cands = positives + [c for (j, _, _), c in emb.items() if j != i]
+        sims = [float(a @ c) / temperature for c in cands]
+        top = max(sims)
+        log_denominator = top + math.log(sum(math.exp(s - top) for s in sims))
+        pos = sims[: len(positives)]
+        losses.append(np.mean([log_denominator - s for s in pos]))
+        hits.append(max(pos) >= top)
+    if not losses:
+        return 0.0, 0.0
+    return float(np.mean(losses)), float(np.mean(hits))
+
+
 def acl_ecg(g1, g2, r1, r2, mask, temperature, w_global, w_intra, w_inter):
     """Weighted ACL-ECG total and its terms as a dict (loss_global, loss_intra, loss_inter)."""
     lg, _ = nt_xent(g1, g2, temperature)

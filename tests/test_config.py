@@ -83,6 +83,7 @@ def test_dict_round_trip_and_hash():
         ({"loss.temperature": "0"}, r"loss\.temperature must be > 0, got 0\.0"),
         ({"loss.base_momentum": "1.5"}, r"loss\.base_momentum must be in \[0, 1\]"),
         ({"acl_ecg.w_inter": "-1"}, r"acl_ecg\.w_inter=-1\.0.*each must be >= 0"),
+        ({"acl_ecg.region_objective": "cross"}, r"acl_ecg\.region_objective='cross' is not"),
         ({"dlc.w_intra": "0", "dlc.w_inter": "0"}, r"dlc\.w_intra=0\.0, dlc\.w_inter=0\.0"),
         ({"barlow_twins.lambd": "-0.1"}, r"barlow_twins\.lambd must be >= 0"),
         ({"barlow_twins.projector_layers": "0"}, r"barlow_twins\.projector_layers >= 1"),

@@ -196,3 +196,83 @@ def test_bad_shapes_raise_clear_errors():
         nt_xent(g1, g2[:, :4], 0.1)
     with pytest.raises(ValueError, match="region_mask"):
         _acl()(g1, g2, r1, r2, mask[:, :2])
+
+
+# --- L_inter variants (cfg.acl_ecg.region_objective) --------------------------------------------
+ALIGN = dataclasses.replace(CFG, region_objective="inter_alignment")
+RAW = dataclasses.replace(CFG, region_objective="within_record_raw")
+
+
+@functools.cache
+def _acl_raw(cfg=RAW, axis_name=None):
+    # q1, q2: projections of the regions pooled without the lead embedding (L_inter's inputs).
+    return lambda g1, g2, r1, r2, m, q1, q2: acl_ecg_loss(
+        g1, g2, r1, r2, m, cfg, TAU, axis_name, (q1, q2)
+    )
+
+
+def test_inter_alignment_matches_numpy_reference():
+    g1, g2, r1, r2, mask = _inputs(9)
+    loss, metrics = _acl_jit(ALIGN)(g1, g2, r1, r2, mask)
+    want_inter, want_acc = ref.inter_alignment(r1, r2, mask, TAU)
+    np.testing.assert_allclose(metrics["loss_inter"], want_inter, rtol=1e-5)
+    np.testing.assert_allclose(metrics["acc_inter"], want_acc, rtol=1e-6)
+    want, terms = ref.acl_ecg(g1, g2, r1, r2, mask, TAU, 1.0, 0.7, 0.0)
+    np.testing.assert_allclose(loss, want + 0.5 * want_inter, rtol=1e-5)
+    np.testing.assert_allclose(metrics["loss_intra"], terms["loss_intra"], rtol=1e-5)
+    # A different term from the default's, on the same inputs.
+    _, default = _acl_jit()(g1, g2, r1, r2, mask)
+    assert abs(float(default["loss_inter"]) - want_inter) > 1e-2
+    # Aligning a record's regions across views (and keeping records apart) lowers it.
+    n, regions, dim = 6, 4, 32
+    basis = np.eye(dim, dtype=np.float32)
+    records = np.repeat(basis[:n, None], regions, axis=1)  # every region = its record's vector
+    g = basis[:n]
+    aligned = _acl_jit(ALIGN)(g, g, records, records, np.ones((n, regions), np.float32))[1]
+    assert float(aligned["acc_inter"]) == 1.0
+    assert float(aligned["loss_inter"]) < float(metrics["loss_inter"])
+
+
+def test_within_record_raw_puts_only_l_inter_on_the_raw_regions():
+    g1, g2, r1, r2, mask = _inputs(10)
+    q1, q2 = np.random.default_rng(110).normal(size=(2, *r1.shape)).astype(np.float32)
+    loss, metrics = jax.jit(_acl_raw())(g1, g2, r1, r2, mask, q1, q2)
+    want, terms = ref.acl_ecg(g1, g2, r1, r2, mask, TAU, 1.0, 0.7, 0.0)
+    want_inter, want_acc = ref.inter_region(q1, q2, mask, TAU)
+    np.testing.assert_allclose(metrics["loss_inter"], want_inter, rtol=1e-5)
+    np.testing.assert_allclose(metrics["acc_inter"], want_acc, rtol=1e-6)
+    np.testing.assert_allclose(metrics["loss_intra"], terms["loss_intra"], rtol=1e-5)
+    np.testing.assert_allclose(loss, want + 0.5 * want_inter, rtol=1e-5)
+    with pytest.raises(ValueError, match="within_record_raw' needs raw"):
+        _acl(RAW)(g1, g2, r1, r2, mask)
+
+
+@pytest.mark.parametrize("variant", ["inter_alignment", "within_record_raw"])
+def test_region_objective_sharded_loss_metrics_and_grad_equal_single_device(variant):
+    g1, g2, r1, r2, mask = _inputs(11, n=16)
+    q1, q2 = r1[:, ::-1] * 0.5 + 0.1, r2 + 0.3  # any other (b, R, P) pair
+    cfg = dataclasses.replace(CFG, region_objective=variant)
+    args = (g1, g2, r1, r2, mask, q1, q2)
+    argnums = (0, 1, 2, 3, 5, 6)
+    single = jax.jit(jax.value_and_grad(_acl_raw(cfg), argnums=argnums, has_aux=True))
+    multi = _sharded(_acl_raw(cfg, axis_name="data"))
+    multi = jax.jit(jax.value_and_grad(multi, argnums=argnums, has_aux=True))
+    (loss1, metrics1), grads1 = single(*args)
+    (loss8, metrics8), grads8 = multi(*_put(*args))
+    _assert_trees_close((loss8, metrics8, grads8), (loss1, metrics1, grads1))
+    # Which inputs L_inter reads: r for inter_alignment, q (raw) for within_record_raw.
+    used = 3 if variant == "inter_alignment" else 5
+    assert np.abs(grads1[argnums.index(used)]).max() > 1e-4
+    # Masked (record, region) slots get no gradient through L_inter.
+    assert np.all(grads1[argnums.index(used)][mask == 0] == 0)
+    if variant == "inter_alignment":
+        assert np.all(grads1[argnums.index(5)] == 0)  # q is ignored
+
+
+def test_region_objective_is_validated_in_one_line():
+    with pytest.raises(ValueError, match=r"acl_ecg\.region_objective='cross' is not one of") as e:
+        AclEcgConfig(region_objective="cross")
+    assert "\n" not in str(e.value) and "inter_alignment" in str(e.value)
+    with pytest.raises(ValueError, match=r"no effect with acl_ecg\.w_inter=0"):
+        AclEcgConfig(region_objective="inter_alignment", w_inter=0.0)
+    assert AclEcgConfig() == AclEcgConfig(region_objective="within_record", region_heads=False)

@@ -45,7 +45,8 @@ def test_output_shapes_in_both_modes():
     assert (enc.dim, r) == (16, 4)
     assert f.global_.shape == (3, 16) and f.leads.shape == (3, 12, 16)
     assert f.regions.shape == (3, r, 16) and f.region_mask.shape == (3, r)
-    assert all(a.dtype == jnp.float32 for a in f)
+    assert f.regions_raw is None  # only computed when asked (raw_regions=True)
+    assert all(a.dtype == jnp.float32 for a in f if a is not None)
     plain = ECGEncoder(dataclasses.replace(SMALL, lead_wise=False), rngs=nnx.Rngs(0))
     g = plain(x, mask)
     assert g.global_.shape == (3, 16) and g.global_.dtype == jnp.float32
@@ -56,9 +57,10 @@ def test_output_shapes_in_both_modes():
 def test_permuting_the_batch_permutes_the_outputs():
     x, mask = _batch(6, seed=1)
     perm = np.array([4, 2, 0, 5, 1, 3])
-    a = ECGEncoder(SMALL, rngs=nnx.Rngs(0))(x, mask)  # train mode: batch statistics
-    b = ECGEncoder(SMALL, rngs=nnx.Rngs(0))(x[perm], mask[perm])
-    for fa, fb in zip(a, b):
+    # train mode: batch statistics; raw_regions: every output, regions_raw included
+    a = ECGEncoder(SMALL, rngs=nnx.Rngs(0))(x, mask, raw_regions=True)
+    b = ECGEncoder(SMALL, rngs=nnx.Rngs(0))(x[perm], mask[perm], raw_regions=True)
+    for fa, fb in zip(a, b, strict=True):
         np.testing.assert_allclose(fa[perm], fb, rtol=1e-4, atol=1e-5)
 
 
@@ -72,8 +74,8 @@ def test_absent_lead_contents_never_reach_outputs_or_statistics():
         jnp.where(mask[2, :, None] == 0, jnp.nan, garbage[2, :, :10])
     )
     m1, m2 = ECGEncoder(SMALL, rngs=nnx.Rngs(0)), ECGEncoder(SMALL, rngs=nnx.Rngs(0))
-    f1, f2 = m1(zeroed, mask), m2(garbage, mask)
-    for a, b in zip(f1, f2):
+    f1, f2 = m1(zeroed, mask, raw_regions=True), m2(garbage, mask, raw_regions=True)
+    for a, b in zip(f1, f2, strict=True):
         assert np.isfinite(np.asarray(b)).all()
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
     for s1, s2 in zip(_stats(m1), _stats(m2)):
@@ -106,9 +108,10 @@ def test_region_and_global_features_are_masked_means_of_lead_features():
 
 def test_bfloat16_compute_gives_float32_outputs_close_to_float32():
     x, mask = _batch(4, seed=4)
-    f32 = ECGEncoder(SMALL, rngs=nnx.Rngs(0))(x, mask)
-    bf16 = ECGEncoder(dataclasses.replace(SMALL, dtype="bfloat16"), rngs=nnx.Rngs(0))(x, mask)
-    for a, b in zip(f32, bf16):
+    f32 = ECGEncoder(SMALL, rngs=nnx.Rngs(0))(x, mask, raw_regions=True)
+    bf16_cfg = dataclasses.replace(SMALL, dtype="bfloat16")
+    bf16 = ECGEncoder(bf16_cfg, rngs=nnx.Rngs(0))(x, mask, raw_regions=True)
+    for a, b in zip(f32, bf16, strict=True):
         assert b.dtype == jnp.float32
         # bfloat16 keeps 8 mantissa bits: about 1% error per op, a few % after the network.
         np.testing.assert_allclose(a, b, rtol=0.1, atol=0.05)
@@ -325,9 +328,9 @@ def test_lead_subset_equals_masking_the_other_leads_in_the_full_model():
     assert sub.subset == (0, 1, 6, 7, 8, 9, 10, 11)
     # Leads outside the subset carry garbage: the subset encoder must never look at them.
     junk = jnp.where(keep[None, :, None] > 0, x, 1e3)
-    fs, ff = sub(junk, mask), full(x, mask * keep)
+    fs, ff = sub(junk, mask, raw_regions=True), full(x, mask * keep, raw_regions=True)
     assert fs.leads.shape == (6, 12, 16) and fs.regions.shape == (6, 4, 16)
-    for a, b in zip(fs, ff):
+    for a, b in zip(fs, ff, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
     assert np.all(np.asarray(fs.leads)[:, keep == 0] == 0)
     # The inferior region (II, III, aVF) keeps II only; others' masks match the full model.
@@ -433,3 +436,21 @@ def test_encoders_declare_what_evaluation_asks_of_them(
     if not dense:
         with pytest.raises(ValueError, match="no per-time features"):
             enc.features_map(jnp.zeros((1, 12, 100)), jnp.ones((1, 12)))
+
+
+def test_raw_regions_are_the_regions_pooled_without_the_lead_embedding():
+    """raw_regions=True adds Features.regions_raw (what model.region_embed=False pools) and
+    leaves every other output as it was; it is computed only when asked."""
+    x, mask = _batch(3, seed=5)
+    on = ECGEncoder(SMALL, rngs=nnx.Rngs(0))
+    off = ECGEncoder(dataclasses.replace(SMALL, region_embed=False), rngs=nnx.Rngs(0))
+    plain, both = on(x, mask), on(x, mask, raw_regions=True)
+    assert plain.regions_raw is None
+    np.testing.assert_array_equal(np.asarray(both.regions), np.asarray(plain.regions))
+    np.testing.assert_array_equal(np.asarray(both.global_), np.asarray(plain.global_))
+    np.testing.assert_allclose(np.asarray(both.regions_raw), np.asarray(off(x, mask).regions))
+    valid = np.asarray(plain.region_mask) > 0
+    assert np.abs(np.asarray(both.regions - both.regions_raw))[valid].min() > 0  # not the same
+    with pytest.raises(ValueError, match="raw_regions needs the lead-wise encoder"):
+        plain_cfg = dataclasses.replace(SMALL, lead_wise=False)
+        ECGEncoder(plain_cfg, rngs=nnx.Rngs(0))(x, mask, raw_regions=True)

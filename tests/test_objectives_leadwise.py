@@ -1,5 +1,6 @@
 """DLC and LCD (lead-wise objectives): NumPy references, 8 devices == 1, absent leads, EMA
-targets, training smoke and exact checkpoint resumption with the momentum targets."""
+targets, training smoke and exact checkpoint resumption with the momentum targets; ACL-ECG's
+region-objective variants and region heads through the objective."""
 
 import dataclasses
 import functools
@@ -17,6 +18,7 @@ from jax import P
 
 from acl_jax.config import DlcConfig, LcdConfig, load_config
 from acl_jax.objectives import OBJECTIVES
+from acl_jax.objectives.acl_ecg import AclEcg
 from acl_jax.objectives.dlc import Dlc, dlc_loss
 from acl_jax.objectives.ema import Target, cosine_momentum
 from acl_jax.objectives.lcd import Lcd, lcd_loss
@@ -279,3 +281,63 @@ def test_ptbxl_configs_keep_the_acl_ecg_budget(name):
     same = dataclasses.replace(cfg, objective=base.objective, loss=base.loss, dlc=base.dlc)
     assert same == base, "only the objective and its loss weights differ"
     assert cfg.loss.temperature == base.loss.temperature
+
+
+def _acl_ecg_model(**acl_ecg):
+    cfg = tiny_run.tiny("unused", log_every=1)
+    return AclEcg(
+        replace(cfg, objective="acl_ecg", acl_ecg=acl_ecg), fs=100, bn_axis=None, rngs=nnx.Rngs(0)
+    )
+
+
+def test_acl_ecg_within_record_raw_keeps_l_inter_blind_to_the_lead_embedding():
+    """region_objective=within_record_raw: L_inter no longer moves with the learned lead
+    embedding (the default's does), while L_intra still sees it."""
+    batch, keys = _host_batch(7), jax.random.split(jax.random.key(8), 4)
+    metrics = nnx.jit(lambda m: m.loss(batch, keys, None)[1])
+    shift = 0.5 * np.random.default_rng(9).normal(size=(12, 16)).astype(np.float32)
+    out = {}
+    for variant in ("within_record", "within_record_raw"):
+        model = _acl_ecg_model(region_objective=variant)
+        before = metrics(model)
+        model.encoder.lead_embed[...] = model.encoder.lead_embed[...] + shift
+        out[variant] = (before, metrics(model))
+    (d_before, d_after), (r_before, r_after) = out["within_record"], out["within_record_raw"]
+    assert float(r_after["loss_inter"]) == pytest.approx(float(r_before["loss_inter"]), abs=1e-6)
+    assert abs(float(r_after["loss_intra"]) - float(r_before["loss_intra"])) > 1e-3
+    assert abs(float(d_after["loss_inter"]) - float(d_before["loss_inter"])) > 1e-3
+    # The same weights (same seed) and the same L_intra: only L_inter's input differs.
+    assert float(r_before["loss_intra"]) == pytest.approx(float(d_before["loss_intra"]), rel=1e-6)
+    assert abs(float(r_before["loss_inter"]) - float(d_before["loss_inter"])) > 1e-3
+    with pytest.raises(ValueError, match="model.region_embed=false: every region is already"):
+        cfg = tiny_run.tiny("unused")
+        cfg = replace(
+            cfg, model={"region_embed": False}, acl_ecg={"region_objective": "within_record_raw"}
+        )
+        AclEcg(cfg, fs=100, bn_axis=None, rngs=nnx.Rngs(0))
+
+
+def test_acl_ecg_region_heads_give_each_region_its_own_head():
+    batch, keys = _host_batch(10), jax.random.split(jax.random.key(11), 4)
+    shared, own = (
+        _acl_ecg_model(),
+        _acl_ecg_model(region_heads=True, region_objective="inter_alignment"),
+    )
+    assert not hasattr(shared, "region_heads") and not hasattr(own, "region_head")
+    regions = own.encoder.num_regions
+    assert len(own.region_heads) == regions == 4
+
+    def count(m):
+        return sum(x.size for x in jax.tree.leaves(nnx.state(m, nnx.Param)))
+
+    head = count(shared.region_head)
+    assert count(own) == count(shared) + (regions - 1) * head
+    loss, metrics = nnx.jit(lambda m: m.loss(batch, keys, None))(own)
+    assert np.isfinite(float(loss)) and {"loss_inter", "acc_inter"} <= set(metrics)
+    # Head k projects region k: changing head 2 changes only region 2's projections.
+    f = own.encoder(jnp.asarray(batch["signal"][..., :200]), jnp.asarray(batch["lead_mask"]))
+    before = np.asarray(own.project_regions(f.regions, f.region_mask))
+    own.region_heads[2].out.bias[...] = own.region_heads[2].out.bias[...] + 1.0
+    after = np.asarray(own.project_regions(f.regions, f.region_mask))
+    np.testing.assert_array_equal(np.delete(after, 2, axis=1), np.delete(before, 2, axis=1))
+    np.testing.assert_allclose(after[:, 2] - before[:, 2], 1.0, rtol=1e-5)

@@ -12,6 +12,9 @@ from BatchNorm statistics (`MaskedBatchNorm`), so their contents never reach any
 A region with no present lead yields zeros and `region_mask` 0. With cfg.region_embed False
 the regions pool the backbone's features WITHOUT the embedding (leads and global keep it): the
 embedding alone already separates regions, which makes ACL-ECG's inter-region term trivial.
+`encoder(x, lead_mask, raw_regions=True)` gives BOTH sets: `regions` as configured and
+`regions_raw`, pooled without the embedding (for a loss term that must not see the lead
+identity while the other terms keep it); it is computed only when asked.
 
 Lead subset (`cfg.leads`, lead-wise mode only): a comma list of lead names, e.g. the 8
 independent leads "I,II,V1,V2,V3,V4,V5,V6". Only those leads are gathered (a static index) and
@@ -59,6 +62,8 @@ class Features(NamedTuple):
     leads: jax.Array | None = None  # (B, 12, D), zeros at absent leads; lead-wise mode only
     regions: jax.Array | None = None  # (B, R, D), zeros for regions with no present lead
     region_mask: jax.Array | None = None  # (B, R) float32, 1 where the region has a lead
+    # (B, R, D) regions pooled WITHOUT the lead embedding; only with raw_regions=True
+    regions_raw: jax.Array | None = None
 
 
 def _resnet1d(in_channels: int, cfg: ModelConfig, *, bn_axis, rngs, **options):
@@ -227,14 +232,19 @@ class ECGEncoder(Encoder):
         weights = mask / jnp.maximum(mask.sum(axis=1, keepdims=True), 1.0)
         return jnp.einsum("bl,bltd->btd", weights, h)
 
-    def __call__(self, x, lead_mask) -> Features:
+    def __call__(self, x, lead_mask, *, raw_regions: bool = False) -> Features:
+        """`raw_regions` (static): also return `Features.regions_raw` (lead-wise mode only)."""
         x, present, mask = self._inputs(x, lead_mask)
         if not self.lead_wise:
+            if raw_regions:
+                raise ValueError("raw_regions needs the lead-wise encoder (model.lead_wise=true)")
             return Features(global_=self.backbone(x))
         h, present, mask, idx, raw = self._encode_leads(self.backbone, x, present, mask)
         membership = jnp.asarray(_regions(self.region_spec)[:, idx])  # (R, L)
+        weights = membership[None] * mask[:, None, :]
         pooled = h if self.region_embed else raw
-        regions, count = masked_pool(pooled, membership[None] * mask[:, None, :])
+        regions, count = masked_pool(pooled, weights)
+        regions_raw = masked_pool(raw, weights)[0] if raw_regions else None
         global_, _ = masked_pool(h, mask[:, None, :])
         leads = h
         if len(idx) < NUM_LEADS:
@@ -244,4 +254,5 @@ class ECGEncoder(Encoder):
             leads=leads,
             regions=regions,
             region_mask=(count > 0).astype(jnp.float32),
+            regions_raw=regions_raw,
         )

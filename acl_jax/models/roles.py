@@ -18,6 +18,9 @@ attribute holds), declared rather than probed with hasattr:
     beat_tokens    has `tokens(x, lead_mask, rpeaks)` heartbeat tokens (--protocol hug)
     dense          has `features_map(x, lead_mask) -> (B, T', D)` per-time features
                    (--task ludb_segmentation)
+A pretraining objective may ask more of the encoder it builds itself (ACL-ECG: the lead-wise
+ECGEncoder's region features, `Features.regions_raw` via `raw_regions=True`); evaluation never
+does, so those stay outside this role.
 """
 
 from __future__ import annotations

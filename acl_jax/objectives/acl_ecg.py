@@ -31,7 +31,39 @@ An anchor whose record has no other present region has only its positive: l_inte
 L = w_global L_global + w_intra L_intra + w_inter L_inter, weights from cfg.acl_ecg; a term whose
 weight is 0 is not traced (the config is static) and its metrics are absent.
 
-Why within-record inter-region negatives: L_inter is meant to keep the regions of one heart apart
+L_inter variants (cfg.acl_ecg.region_objective; the metrics keep the names loss_inter/acc_inter):
+
+- "within_record" (the default): L_inter above, on the region projections r_v.
+- "within_record_raw": the same formula on q_v (N, R, P), the region head applied to regions
+  pooled from the per-lead features BEFORE the learned lead embedding is added
+  (`Features.regions_raw`); L_global and L_intra keep r_v. With the embedding, the regions of a
+  record differ by a learned offset that tells them apart without looking at the signal (L_inter
+  falls to ~0.06 within 300 steps); without it, only the signals can separate them. Unlike
+  model.region_embed=false, L_intra's features keep the embedding.
+- "inter_alignment": a record's OTHER regions in the OTHER view are positives and every region
+  of every other record (both views, all devices) is a negative, a multi-positive InfoNCE in the
+  "L_out" form of supervised contrastive learning (acl_jax.objectives.multi_positive). This is
+  how a public reimplementation reads the paper's inter-region equation ("intra-region
+  consistency while enhancing inter-region discriminability"). For a valid anchor a = (i, r, v):
+
+    Pos(a)     = {(i, r', v') : r' != r, m[i, r'] = 1}          (v' the other view)
+    Neg(a)     = {(j, r'', w) : j != i, m[j, r''] = 1}          (any region, either view)
+    C(a)       = Pos(a) u Neg(a)
+    log p(a,c) = s(u_a, u_c) - log sum_{c' in C(a)} exp s(u_a, u_c')
+    l_align(a) = -(1 / |Pos(a)|) sum_{p in Pos(a)} log p(a, p)
+    L_inter    = mean of l_align(a) over the valid anchors with |Pos(a)| > 0 (0 if none)
+
+  The anchor's own other view (i, r, v') and its record's other regions in the same view
+  (i, r', v) are neither positives nor negatives. Together with L_intra this pulls the regions
+  of one record together and apart from other records; it no longer asks them to differ.
+  acc_inter: fraction of those anchors whose top-1 candidate is in Pos(a).
+
+Region heads (cfg.acl_ecg.region_heads): r_v[:, k] = head_k(region k) with one MLP head per
+region instead of one head shared by all regions; combinable with every variant. (Note: with
+within_record, region-specific heads can also tell regions apart without the signal.)
+
+Why within-record inter-region negatives (the default; inter_alignment makes the other choice
+and keeps only cross-record negatives): L_inter is meant to keep the regions of one heart apart
 (inferior vs lateral of the same beat), not to separate the same anatomy of different patients,
 which is L_intra's job. With cross-record inter-region negatives, every (j, r') with j != i would
 be a negative of (i, r) in L_inter while (j, r) already is one in L_intra: the cross-record
@@ -42,7 +74,9 @@ needs no communication; only its sum and count are psum'ed so that the mean is g
 
 Sharding: as in ntxent, inside `jax.shard_map` over `axis_name`, one all_gather of (b, R, P) per
 view serves all R regions of L_intra (batched over R, no per-region loop), and every term is
-psum(local sums) / psum(local counts), the same on every device.
+psum(local sums) / psum(local counts), the same on every device. inter_alignment gathers the
+region embeddings and masks likewise and scores the 2bR local anchors against the 2NR
+gathered candidates (a (2bR, 2NR) similarity matrix).
 """
 
 from __future__ import annotations
@@ -55,6 +89,7 @@ from acl_jax.config import AclEcgConfig, Config
 from acl_jax.models import MLPHead
 from acl_jax.objectives.collectives import gather, global_sum, pair_indices
 from acl_jax.objectives.ntxent import info_nce, l2_normalize, nt_xent_with_metrics
+from acl_jax.objectives.region_alignment import inter_alignment_terms
 from acl_jax.objectives.two_view import TwoViewObjective
 
 # info_nce batched over a leading axis (regions for L_intra, records for L_inter) with a
@@ -163,16 +198,26 @@ def acl_ecg_loss(
     cfg: AclEcgConfig,
     temperature: float,
     axis_name: str | None = None,
+    raw: tuple[jax.Array, jax.Array] | None = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """ACL-ECG loss (see module docstring) over the global batch.
 
     g1, g2: (b, P) global projections of views 1 and 2; r1, r2: (b, R, P) region projections;
     region_mask: (b, R) float {0, 1}, the product of the two views' region masks; cfg: the static
-    term weights (cfg.acl_ecg); temperature = cfg.loss.temperature. Returns (loss scalar,
-    metrics) with metrics "loss_global", "acc_global", "loss_intra", "acc_intra", "loss_inter",
-    "acc_inter" for the terms whose weight is > 0.
+    term weights and region objective (cfg.acl_ecg); temperature = cfg.loss.temperature;
+    raw: (q1, q2) (b, R, P) projections of the regions pooled without the lead embedding, which
+    L_inter uses when cfg.region_objective is "within_record_raw" (required then, else unused).
+    Returns (loss scalar, metrics) with metrics "loss_global", "acc_global", "loss_intra",
+    "acc_intra", "loss_inter", "acc_inter" for the terms whose weight is > 0.
     """
     _check_inputs(g1, g2, r1, r2, region_mask)
+    use_raw = cfg.region_objective == "within_record_raw" and cfg.w_inter > 0
+    if use_raw:
+        if raw is None:
+            raise ValueError(
+                "acl_ecg_loss: region_objective 'within_record_raw' needs raw=(q1, q2)"
+            )
+        _check_inputs(g1, g2, *raw, region_mask)
     tau = temperature
     metrics: dict[str, jax.Array] = {}
     loss = jnp.zeros((), jnp.float32)
@@ -188,17 +233,25 @@ def acl_ecg_loss(
             metrics |= {"loss_intra": loss_intra, "acc_intra": acc_intra}
             loss = loss + cfg.w_intra * loss_intra
         if cfg.w_inter > 0:
-            loss_inter, acc_inter = inter_region_terms(u1, u2, valid, tau, axis_name)
+            if cfg.region_objective == "inter_alignment":
+                inter = inter_alignment_terms(u1, u2, valid, tau, axis_name)
+            elif use_raw:
+                inter = inter_region_terms(*map(l2_normalize, raw), valid, tau, axis_name)
+            else:
+                inter = inter_region_terms(u1, u2, valid, tau, axis_name)
+            loss_inter, acc_inter = inter
             metrics |= {"loss_inter": loss_inter, "acc_inter": acc_inter}
             loss = loss + cfg.w_inter * loss_inter
     return loss, metrics
 
 
 class AclEcg(TwoViewObjective):
-    """ACL-ECG: global NT-Xent + intra-region consistency + inter-region discrimination.
+    """ACL-ECG: global NT-Xent + intra-region consistency + an inter-region term.
 
     Needs the lead-wise encoder (per-region features); the global and the region projections
-    use separate heads because they are asked for different invariances.
+    use separate heads because they are asked for different invariances. With
+    cfg.acl_ecg.region_heads every region has its own head (`region_heads`), else one shared
+    `region_head`.
     """
 
     def __init__(self, cfg: Config, *, fs: int, bn_axis: str | None, rngs: nnx.Rngs):
@@ -206,21 +259,48 @@ class AclEcg(TwoViewObjective):
             raise ValueError(
                 "objective 'acl_ecg' needs region features: set --config.model.lead_wise=true"
             )
+        a = cfg.acl_ecg
+        if a.region_objective == "within_record_raw" and not cfg.model.region_embed:
+            raise ValueError(
+                "acl_ecg.region_objective='within_record_raw' with model.region_embed=false: "
+                "every region is already pooled without the lead embedding; use 'within_record'"
+            )
         super().__init__(cfg, fs=fs, bn_axis=bn_axis, rngs=rngs)
         m, dim = cfg.model, self.encoder.dim
-        self.global_head = MLPHead(dim, m.proj_hidden, m.proj_dim, bn_axis=bn_axis, rngs=rngs)
-        self.region_head = MLPHead(dim, m.proj_hidden, m.proj_dim, bn_axis=bn_axis, rngs=rngs)
-        self._weights, self._temperature = cfg.acl_ecg, cfg.loss.temperature
+
+        def head():
+            return MLPHead(dim, m.proj_hidden, m.proj_dim, bn_axis=bn_axis, rngs=rngs)
+
+        self.global_head = head()
+        if a.region_heads:
+            self.region_heads = nnx.List([head() for _ in range(self.encoder.num_regions)])
+        else:
+            self.region_head = head()
+        self._weights, self._temperature = a, cfg.loss.temperature
+        self._raw = a.region_objective == "within_record_raw" and a.w_inter > 0
+
+    def project_regions(self, regions: jax.Array, mask: jax.Array) -> jax.Array:
+        """(b, R, D) region features, (b, R) mask -> (b, R, P) region projections. Empty regions
+        (no present lead) stay out of the heads' BatchNorm statistics."""
+        if self._weights.region_heads:
+            heads = enumerate(self.region_heads)
+            return jnp.stack([h(regions[:, k], mask[:, k]) for k, h in heads], axis=1)
+        return self.region_head(regions, mask)
 
     def loss(self, batch: dict, keys: jax.Array, axis_name: str | None):
         v1, v2 = self.views(batch, keys)
-        f1 = self.encoder(v1.x, v1.lead_mask)
-        f2 = self.encoder(v2.x, v2.lead_mask)
+        f1 = self.encoder(v1.x, v1.lead_mask, raw_regions=self._raw)
+        f2 = self.encoder(v2.x, v2.lead_mask, raw_regions=self._raw)
         g1, g2 = self.global_head(f1.global_), self.global_head(f2.global_)
-        # Empty regions (no present lead) stay out of the head's BatchNorm statistics.
-        r1 = self.region_head(f1.regions, f1.region_mask)
-        r2 = self.region_head(f2.regions, f2.region_mask)
+        r1 = self.project_regions(f1.regions, f1.region_mask)
+        r2 = self.project_regions(f2.regions, f2.region_mask)
+        raw = None
+        if self._raw:
+            raw = (
+                self.project_regions(f1.regions_raw, f1.region_mask),
+                self.project_regions(f2.regions_raw, f2.region_mask),
+            )
         region_mask = f1.region_mask * f2.region_mask
         return acl_ecg_loss(
-            g1, g2, r1, r2, region_mask, self._weights, self._temperature, axis_name
+            g1, g2, r1, r2, region_mask, self._weights, self._temperature, axis_name, raw
         )

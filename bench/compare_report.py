@@ -1,0 +1,176 @@
+"""Tables and plot of bench/compare_methods.py: per row the mean over seeds, the seeds' spread,
+a seed-and-record bootstrap interval and the paired difference to the reference row.
+
+Rows carry their per-seed runs ("runs": seed, train/eval timings, val/test macro AUROC/AUPRC and
+the eval JSON path); this module adds the aggregates and writes OUT.{json,md,png}. The bootstrap
+(bench/seed_bootstrap.py) reads the per-record test scores each eval JSON stores
+("test_records"), aligned to the reference's first run by record id (acl_jax.compare.aligned,
+which refuses results of another task, other records or other labels). Bootstraps are cached in
+the row under the seeds they used and recomputed only when those change.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import statistics
+from pathlib import Path
+
+import numpy as np
+
+
+def _ok(row: dict) -> list[dict]:
+    return sorted((r for r in row["runs"] if "error" not in r), key=lambda r: r["seed"])
+
+
+def _scores(runs: list[dict], base: dict) -> tuple[np.ndarray, list[np.ndarray]]:
+    """(labels (N, C), per-seed test scores (N, C)) aligned to the eval result `base`."""
+    from acl_jax.compare import aligned  # imports JAX: only when there is something to compare
+
+    out, y = [], None
+    for r in runs:
+        y, _, s = aligned(base, json.loads(Path(r["eval"]).read_text()))
+        out.append(s)
+    return y, out
+
+
+def describe(row: dict) -> None:
+    """Adds the pretrainer's parameter count and window (samples) from its first training
+    log's first line ("NAME: 0.16M parameters, ..., window 250 at 100 Hz, ...")."""
+    logs = [r["train_log"] for r in row["runs"] if r.get("train_log")]
+    if "params" in row or not logs or not Path(logs[0]).exists():
+        return
+    head = Path(logs[0]).read_text().split("\n", 1)[0]
+    if m := re.search(r"([\d.]+M) parameters", head):
+        row["params"] = m.group(1)
+    if m := re.search(r"window (\d+) at", head):
+        row["window"] = int(m.group(1))
+
+
+def aggregate(row: dict, ref: dict | None, reference: str, num: int) -> None:
+    """Means over the row's finished seeds, their spread, and the cached bootstraps."""
+    import seed_bootstrap as sb
+
+    runs = _ok(row)
+    row["seeds_done"] = [r["seed"] for r in runs]
+    for k in ("test_macro_auroc", "test_macro_auprc", "val_macro_auroc"):
+        row.pop(k, None)
+    if not runs:
+        return
+    auroc = [r["test_macro_auroc"] for r in runs]
+    row["test_macro_auroc"] = statistics.fmean(auroc)
+    row["test_macro_auroc_range"] = [min(auroc), max(auroc)]
+    row["test_macro_auroc_sd"] = statistics.stdev(auroc) if len(auroc) > 1 else None
+    row["test_macro_auprc"] = statistics.fmean(r["test_macro_auprc"] for r in runs)
+    row["val_macro_auroc"] = statistics.fmean(r["val_macro_auroc"] for r in runs)
+    for k in ("samples_per_s", "train_s"):
+        if vals := [r[k] for r in runs if r.get(k) is not None]:
+            row[k] = round(statistics.fmean(vals), 1)
+    if peaks := [r["peak_rss_mb"] for r in runs if r.get("peak_rss_mb")]:
+        row["peak_rss_mb"] = max(peaks)
+    ref_runs = _ok(ref) if ref else []
+    base = json.loads(Path((ref_runs or runs)[0]["eval"]).read_text())
+    key = [row["seeds_done"], [r["seed"] for r in ref_runs], num]
+    if row.get("interval", {}).get("key") != key:
+        y, scores = _scores(runs, base)
+        row["interval"] = {**sb.seed_interval(y, scores, num=num), "key": key}
+    row["test_macro_auroc_ci"] = row["interval"]["ci"]
+    name = f"vs_{reference}"
+    if row["method"] == reference or not ref_runs:
+        row.pop(name, None)
+    elif row.get(name, {}).get("key") != key:
+        y, scores = _scores(runs, base)
+        _, ref_scores = _scores(ref_runs, base)
+        row[name] = {**sb.seed_paired_difference(y, scores, ref_scores, num=num), "key": key}
+
+
+def write_tables(a, rows: list[dict]) -> None:
+    """(Re)writes OUT.json, OUT.md and OUT.png after every run, so a cut-short run keeps them."""
+    ref = next((r for r in rows if r["method"] == a.reference), None)
+    for r in rows:
+        describe(r)
+        aggregate(r, ref, a.reference, a.bootstrap)
+    meta = {"task": a.task, "data": a.data, "steps": a.steps, "seeds": a.seeds}
+    Path(a.out + ".json").write_text(
+        json.dumps(
+            {**meta, "reference": a.reference, "rows": rows, "load_average": os.getloadavg()},
+            indent=2,
+        )
+    )
+    lines = table(rows, a.reference)
+    lines[:0] = [
+        f"Linear probe, {a.task}, {a.steps} pretraining steps per method, seeds 0..{a.seeds - 1}"
+        f" (data {a.data}). Test macro AUROC: mean over seeds, 95% interval from a bootstrap over"
+        " seeds and test records, the seeds' min-max (sd); the paired difference to "
+        f"{a.reference} likewise (bench/seed_bootstrap.py).",
+        "",
+    ]
+    Path(a.out + ".md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines), flush=True)
+    title = f"{a.task}, {a.steps} steps per method, {a.seeds} seed(s), linear probe"
+    plot(rows, Path(a.out + ".png"), title)
+
+
+def table(rows: list[dict], reference: str) -> list[str]:
+    lines = [
+        "| method | seeds | test AUROC mean [95% CI] | seeds min-max (sd) | test AUPRC | "
+        f"val AUROC | AUROC - {reference} [95% CI], p | window | params | samples/s | "
+        "train s | peak RSS MB |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in rows:
+        errors = [x["error"] for x in r["runs"] if "error" in x]
+        if r.get("test_macro_auroc") is None:
+            lines.append(f"| {r['method']} | 0 | {'; '.join(errors) or 'n/a'} |" + " |" * 9)
+            continue
+        lo, hi = r["test_macro_auroc_ci"]
+        sd = r.get("test_macro_auroc_sd")
+        spread = "{:.3f}-{:.3f}".format(*r["test_macro_auroc_range"])
+        spread += f" ({sd:.3f})" if sd is not None else ""
+        d = r.get(f"vs_{reference}")
+        paired = (
+            f"{d['delta']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}], p={d['p_value']:.3f}"
+            if d
+            else ""
+        )
+        seeds = str(len(r["seeds_done"])) + (f" ({len(errors)} failed)" if errors else "")
+        lines.append(
+            f"| {r['method']} | {seeds} | {r['test_macro_auroc']:.3f} [{lo:.3f}, {hi:.3f}] | "
+            f"{spread} | {r['test_macro_auprc']:.3f} | {r['val_macro_auroc']:.3f} | {paired} | "
+            f"{r.get('window', 250)} | {r.get('params', '')} | {r.get('samples_per_s', '')} | "
+            f"{r.get('train_s', '')} | {r.get('peak_rss_mb', '')} |"
+        )
+    return lines
+
+
+def plot(rows: list[dict], path: Path, title: str) -> None:
+    """Mean test macro AUROC with its seed-and-record 95% interval per row, best on top; each
+    seed's value as a small dot; the untrained encoder grey and dashed."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    done = sorted(
+        (r for r in rows if r.get("test_macro_auroc_ci")), key=lambda r: r["test_macro_auroc"]
+    )
+    if not done:
+        return
+    fig, ax = plt.subplots(figsize=(9, 0.34 * len(done) + 1.2))
+    for y, r in enumerate(done):
+        v, (lo, hi) = r["test_macro_auroc"], r["test_macro_auroc_ci"]
+        grey = r["objective"] == "random_init"
+        ax.errorbar(v, y, xerr=[[v - lo], [hi - v]], fmt="none", ecolor="0.3", capsize=2)
+        ax.scatter(v, y, c="0.6" if grey else "C0", zorder=3)
+        seeds = [x["test_macro_auroc"] for x in _ok(r)]
+        ax.scatter(seeds, [y] * len(seeds), s=8, c="C1", zorder=4, alpha=0.8)
+        if grey:
+            ax.axvline(v, color="0.6", ls="--", lw=1)
+    ax.set_yticks(range(len(done)), [r["method"] for r in done], fontsize=8)
+    ax.set_xlabel("test macro AUROC, mean over seeds (95% CI: seeds x records); dots: seeds")
+    ax.set_title(title, fontsize=9)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)

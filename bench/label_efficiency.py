@@ -1,0 +1,194 @@
+"""Where pretraining pays: test macro AUROC against the fraction of labelled train records.
+
+  python bench/label_efficiency.py --workdir RUN --data DATA [--tasks superdiagnostic,all] \
+      [--fractions 0.01,0.05,0.1,1.0] [--seeds 3] [--finetune-steps 2000] \
+      [--out bench/results/label_efficiency]
+
+For one pretraining workdir, `python -m acl_jax.eval --label-fraction F --seed S` per task,
+fraction F, label-subset seed S (0..K-1) and row: the pretrained encoder under the linear probe
+and fine-tuned, and the same architecture trained from scratch (`--init random --protocol
+finetune`). Each eval writes OUT_runs/<task>_<F>_<row>_s<S>.json; runs already listed in OUT.json
+(and whose result file exists) are skipped, so an interrupted run resumes. Per (task, F, row):
+the mean over subset seeds of test macro AUROC with a 95% interval from a bootstrap over those
+seeds and the test records (bench/seed_bootstrap.py), and the paired difference of each
+pretrained row to the from-scratch row. Writes OUT.{json,md,png} (AUROC vs label fraction).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+# Row -> eval flags. From scratch needs a training-from-scratch learning rate (bench/eval_table).
+ROWS = {
+    "pretrained_linear": ["--protocol", "linear"],
+    "pretrained_finetune": ["--protocol", "finetune", "--finetune-lr", "1e-3"],
+    "scratch": ["--protocol", "finetune", "--init", "random", "--finetune-lr", "1e-3"],
+}
+BASELINE = "scratch"
+
+
+def run_eval(a, task: str, frac: str, row: str, seed: int, path: Path) -> dict:
+    cmd = [sys.executable, "-m", "acl_jax.eval", "--workdir", a.workdir, "--data", a.data]
+    cmd += ["--task", task, "--label-fraction", frac, "--seed", str(seed), *ROWS[row]]
+    cmd += ["--finetune-steps", str(a.finetune_steps), "--out", str(path)]
+    print("+", " ".join(cmd), flush=True)
+    t0 = time.perf_counter()
+    log = path.with_suffix(".log")
+    with open(log, "w") as f:
+        rc = subprocess.run(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT).returncode
+    secs = round(time.perf_counter() - t0, 1)
+    rec = {"task": task, "fraction": float(frac), "row": row, "seed": seed, "s": secs}
+    if rc != 0:
+        return {**rec, "error": f"eval failed (rc {rc}): see {log}"}
+    res = json.loads(path.read_text())
+    return {**rec, "eval": str(path), "test_macro_auroc": res["test"]["macro_auroc"]}
+
+
+def _scores(ref: dict, runs: list[dict]):
+    """(labels (N, C), per-seed test scores) of `runs`, aligned to the eval result `ref`."""
+    from acl_jax.compare import aligned  # imports JAX: only when there is something to compare
+
+    loaded = [aligned(ref, json.loads(Path(r["eval"]).read_text())) for r in runs]
+    return loaded[0][0], [s for _, _, s in loaded]
+
+
+def summarize(runs: list[dict], num: int) -> list[dict]:
+    """One cell per (task, fraction, row): mean, seed-and-record interval, paired vs scratch."""
+    import seed_bootstrap as sb
+
+    ok = [r for r in runs if "error" not in r]
+    cells = []
+    for key in sorted({(r["task"], r["fraction"], r["row"]) for r in ok}):
+        mine = sorted(
+            (r for r in ok if (r["task"], r["fraction"], r["row"]) == key), key=lambda r: r["seed"]
+        )
+        base = [r for r in ok if (r["task"], r["fraction"], r["row"]) == (*key[:2], BASELINE)]
+        ref = json.loads(Path((base or mine)[0]["eval"]).read_text())
+        y, s = _scores(ref, mine)
+        cell = {"task": key[0], "fraction": key[1], "row": key[2], "seeds": len(mine)}
+        cell |= {"test_macro_auroc": sb.seed_interval(y, s, num=num)}
+        if key[2] != BASELINE and base:
+            cell["vs_scratch"] = sb.seed_paired_difference(y, s, _scores(ref, base)[1], num=num)
+        cells.append(cell)
+    return cells
+
+
+def write(a, runs: list[dict]) -> None:
+    out = Path(a.out)
+    cells = summarize(runs, a.bootstrap)
+    meta = {"workdir": a.workdir, "data": a.data, "finetune_steps": a.finetune_steps}
+    Path(f"{out}.json").write_text(json.dumps({**meta, "runs": runs, "cells": cells}, indent=2))
+    lines = [
+        f"Label efficiency of {a.workdir} (data {a.data}): test macro AUROC, mean over "
+        "label-subset seeds [95% interval over seeds and test records]; paired difference to "
+        "training from scratch, same interval, p.",
+        "",
+        "| task | labels | row | seeds | test AUROC [95% CI] | - scratch [95% CI], p |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c in cells:
+        m, d = c["test_macro_auroc"], c.get("vs_scratch")
+        diff = ""
+        if d:
+            diff = f"{d['delta']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}], p={d['p_value']:.3f}"
+        lines.append(
+            f"| {c['task']} | {c['fraction']:.0%} | {c['row']} | {c['seeds']} | "
+            f"{m['mean']:.3f} [{m['ci'][0]:.3f}, {m['ci'][1]:.3f}] | {diff} |"
+        )
+    failed = [r for r in runs if "error" in r]
+    lines += [
+        f"\nFailed: {r['task']} {r['fraction']} {r['row']} s{r['seed']}: {r['error']}"
+        for r in failed
+    ]
+    Path(f"{out}.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines), flush=True)
+    plot(cells, Path(f"{out}.png"))
+
+
+def plot(cells: list[dict], path: Path) -> None:
+    """One panel per task: AUROC vs label fraction (log axis), a line and interval band per row."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tasks = sorted({c["task"] for c in cells})
+    if not tasks:
+        return
+    fig, axes = plt.subplots(1, len(tasks), figsize=(5 * len(tasks), 3.6), squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for i, row in enumerate(ROWS):
+            pts = sorted(
+                (c for c in cells if c["task"] == task and c["row"] == row),
+                key=lambda c: c["fraction"],
+            )
+            if not pts:
+                continue
+            x = [c["fraction"] for c in pts]
+            m = [c["test_macro_auroc"]["mean"] for c in pts]
+            lo = [c["test_macro_auroc"]["ci"][0] for c in pts]
+            hi = [c["test_macro_auroc"]["ci"][1] for c in pts]
+            ax.plot(x, m, "o-", color=f"C{i}", label=row.replace("_", " "))
+            ax.fill_between(x, lo, hi, color=f"C{i}", alpha=0.2)
+        ax.set_xscale("log")
+        ticks = sorted({c["fraction"] for c in cells if c["task"] == task})
+        ax.set_xticks(ticks, [f"{f:.0%}" for f in ticks])
+        ax.minorticks_off()
+        ax.set_xlabel("fraction of labelled train records")
+        ax.set_ylabel("test macro AUROC (95% CI)")
+        ax.set_title(task, fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--data", required=True)
+    p.add_argument("--tasks", default="superdiagnostic,all")
+    p.add_argument("--fractions", default="0.01,0.05,0.1,1.0")
+    p.add_argument("--seeds", type=int, default=3, help="label-subset seeds 0..K-1")
+    p.add_argument("--rows", default=",".join(ROWS), help=f"subset of {','.join(ROWS)}")
+    p.add_argument("--finetune-steps", type=int, default=2000)
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    p.add_argument("--out", default="bench/results/label_efficiency", help="OUT.{json,md,png}")
+    a = p.parse_args()
+    rows = [r for r in a.rows.split(",") if r]
+    if unknown := sorted(set(rows) - set(ROWS)):
+        raise SystemExit(f"--rows: {unknown} not among {list(ROWS)}")
+    out = Path(a.out)
+    runs_dir = Path(f"{out}_runs")
+    runs_dir.mkdir(parents=True, exist_ok=True)
+    old = json.loads(Path(f"{out}.json").read_text()) if Path(f"{out}.json").exists() else {}
+    same = (old.get("workdir"), old.get("data"), old.get("finetune_steps")) == (
+        a.workdir,
+        a.data,
+        a.finetune_steps,
+    )
+    runs = [
+        r for r in old.get("runs", []) if same and "error" not in r and Path(r["eval"]).exists()
+    ]
+    done = {(r["task"], r["fraction"], r["row"], r["seed"]) for r in runs}
+    for seed in range(a.seeds):  # seeds outer: a cut-short run has every cell at fewer seeds
+        for task in a.tasks.split(","):
+            for frac in a.fractions.split(","):
+                for row in rows:
+                    if (task, float(frac), row, seed) in done:
+                        continue
+                    path = runs_dir / f"{task}_{frac}_{row}_s{seed}.json"
+                    runs.append(run_eval(a, task, frac, row, seed, path))
+                    write(a, runs)
+    write(a, runs)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,104 @@
+"""Seed-aware bootstrap of test macro AUROC: resample training seeds, then test records.
+
+A method run with K seeds gives K score matrices on the same test records. Its uncertainty has
+two sources, the test records (which `python -m acl_jax.eval` already bootstraps) and the seed
+(initialization, data order, augmentations, probe); a one-seed comparison sees only the first.
+Each resample here draws, for every compared group (method), K_g of its seeds WITH replacement,
+independently per group (seed s of one method shares nothing with seed s of another), then N
+test records with replacement, SHARED by all groups (paired: record difficulty cancels), and
+takes each group's mean over its drawn seeds of the macro AUROC on the drawn records:
+
+    stat_g = (1 / K_g) sum_{k=1..K_g} macroAUROC(y[I], S_g[seed_k][I])
+
+with I the drawn records. The point estimate is the mean over seeds on all records. With one
+seed per group this is exactly acl_jax.eval.metrics.paired_bootstrap (same record draws for the
+same `seed`), so the seed-aware numbers extend the one-seed ones rather than replace them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from acl_jax.eval.metrics import auroc, defined_classes, resample_indices
+
+
+def macro_auroc(y: np.ndarray, s: np.ndarray) -> float:
+    """y (N, C) {0,1}, s (N, C) -> mean AUROC over classes with both labels; NaN if none."""
+    ks = np.flatnonzero(defined_classes(y))
+    return float(np.mean([auroc(y[:, k], s[:, k]) for k in ks])) if ks.size else float("nan")
+
+
+def seed_record_draws(
+    y: np.ndarray, groups: list[list[np.ndarray]], *, num: int = 1000, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray]:
+    """y (N, C); groups: G lists of (N, C) scores, one per seed, rows in y's order.
+
+    Returns (point (G,): mean over seeds of macro AUROC on all records, draws (M, G): the
+    statistic of each resample (module docstring); resamples where a group's macro AUROC is
+    undefined (a class lost its positives) are dropped, M <= num).
+    """
+    y = np.asarray(y)
+    groups = [[np.asarray(s, float) for s in g] for g in groups]
+    for g in groups:
+        if not g or any(s.shape != y.shape for s in g):
+            raise ValueError(f"every group needs >= 1 score array of shape {y.shape}")
+    point = np.array([np.mean([macro_auroc(y, s) for s in g]) for g in groups])
+    # Records from the same stream as paired_bootstrap; seeds from a separate one.
+    records = resample_indices(len(y), num, seed)
+    seed_rng = np.random.default_rng([seed, 1])
+    draws = []
+    for idx in records:
+        row = []
+        for g in groups:
+            picked = seed_rng.integers(0, len(g), size=len(g))
+            # Each distinct seed is scored once; repeats weigh by their count.
+            values = {k: macro_auroc(y[idx], g[k][idx]) for k in set(picked.tolist())}
+            row.append(np.mean([values[k] for k in picked]))
+        draws.append(row)
+    draws = np.asarray(draws)
+    return point, draws[~np.isnan(draws).any(axis=1)]
+
+
+def _percentiles(values: np.ndarray, level: float) -> list[float]:
+    lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
+    return [float(v) for v in np.percentile(values, [lo, hi])]
+
+
+def seed_interval(
+    y: np.ndarray, scores: list[np.ndarray], *, num: int = 1000, seed: int = 0, level=0.95
+) -> dict:
+    """One method's mean over seeds of test macro AUROC with its seed-and-record interval."""
+    point, draws = seed_record_draws(y, [scores], num=num, seed=seed)
+    if draws.size == 0:
+        raise ValueError("no bootstrap resample had a defined class: too few test records")
+    return {
+        "mean": float(point[0]),
+        "ci": _percentiles(draws[:, 0], level),
+        "num_resamples": int(draws.shape[0]),
+    }
+
+
+def seed_paired_difference(
+    y: np.ndarray,
+    scores_a: list[np.ndarray],
+    scores_b: list[np.ndarray],
+    *,
+    num: int = 1000,
+    seed: int = 0,
+    level: float = 0.95,
+) -> dict:
+    """A - B in mean-over-seeds test macro AUROC: delta, its percentile interval, and the
+    two-sided bootstrap p-value (2 x the smaller tail around 0, +1 corrected, as
+    acl_jax.eval.metrics.paired_bootstrap)."""
+    point, draws = seed_record_draws(y, [scores_a, scores_b], num=num, seed=seed)
+    if draws.size == 0:
+        raise ValueError("no bootstrap resample had a defined class: too few test records")
+    diffs = draws[:, 0] - draws[:, 1]
+    tail = min((diffs <= 0).sum() + 1, (diffs >= 0).sum() + 1) / (diffs.size + 1)
+    return {
+        "delta": float(point[0] - point[1]),
+        "ci": _percentiles(diffs, level),
+        "p_value": float(min(1.0, 2 * tail)),
+        "num_resamples": int(diffs.size),
+        "seeds": [len(scores_a), len(scores_b)],
+    }
