@@ -4,6 +4,23 @@ import os
 
 os.environ.setdefault("JAX_NUM_CPU_DEVICES", "8")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# One persistent XLA compilation cache per test session, shared by both xdist workers (they
+# inherit the controller's environment) and every subprocess they start (trainer CLIs,
+# multi-process runs): many tests compile the same tiny steps again (a resumed run, a second
+# process, the same config in another module), and a cached executable is the same program, so
+# results are unchanged. It starts empty each session. The size limit turns on JAX's file lock
+# (filelock, test extra), which makes concurrent readers and writers safe.
+# ACL_TEST_JAX_CACHE=0 turns it off.
+if (
+    os.environ.get("ACL_TEST_JAX_CACHE", "1") != "0"
+    and "JAX_COMPILATION_CACHE_DIR" not in os.environ
+):
+    import tempfile
+
+    os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="acl_jax_xla_cache_")
+    os.environ["ACL_TEST_JAX_CACHE_OWNER"] = str(os.getpid())
+    os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+    os.environ.setdefault("JAX_COMPILATION_CACHE_MAX_SIZE", str(4 << 30))
 
 from absl import flags  # noqa: E402
 
@@ -56,6 +73,14 @@ LONGEST_FIRST = (
     "test_objectives_redundancy.py",
     "test_presets.py",
 )
+
+
+def pytest_sessionfinish(session):
+    # The process that made the cache removes it (the xdist controller, or a plain pytest run).
+    if os.environ.get("ACL_TEST_JAX_CACHE_OWNER") == str(os.getpid()):
+        import shutil
+
+        shutil.rmtree(os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 
 def pytest_collection_modifyitems(items):
