@@ -3,12 +3,13 @@ including reading the files (header + signal), preprocessing (prepare's function
 encoder on all devices (CPU here).
 
   PYTHONPATH=. .venv/bin/python bench/infer.py [--src /work/data/ptbxl/records100]
-      [--limit 2000] [--configs tiny,acl_ecg_ptbxl] [--rounds 2]
+      [--limit 2000] [--configs tiny,acl_ecg_ptbxl] [--bundled acl_ecg_ptbxl100] [--rounds 2]
 
-Models are untrained encoders of each config (the weights do not change the cost) written as
-model directories with `acl_jax.export.write_model_dir`, with a seeded random linear head for
-predict. Also times reading + preprocessing alone, and the encoder alone on the same records
-already prepared (the ceiling the devices set). Writes bench/results/infer.json; the load
+Models: the bundled models by name (--bundled), and untrained encoders of each config (--configs;
+the weights do not change the cost) written as model directories with
+`acl_jax.export.write_model_dir`, with a seeded random linear head for predict. Also times
+reading + preprocessing alone, and the encoder alone on the same records already prepared (the
+ceiling the devices set). Writes bench/results/infer.json; the load
 average before and after is recorded (the machine is shared).
 """
 
@@ -72,7 +73,8 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--src", default="/work/data/ptbxl/records100")
     p.add_argument("--limit", type=int, default=2000)
-    p.add_argument("--configs", default="tiny,acl_ecg_ptbxl")
+    p.add_argument("--configs", default="tiny,acl_ecg_ptbxl", help="untrained models ('' for none)")
+    p.add_argument("--bundled", default="acl_ecg_ptbxl100", help="bundled models ('' for none)")
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--out", default=str(REPO / "bench" / "results" / "infer.json"))
     a = p.parse_args()
@@ -90,8 +92,11 @@ def main() -> None:
         "models": {},
     }
     with tempfile.TemporaryDirectory() as tmp:
-        for config in a.configs.split(","):
-            model = acl_jax.load(str(make_model(config, Path(tmp) / config)))
+        names = [("config", c) for c in a.configs.split(",") if c]
+        names += [("bundled", b) for b in a.bundled.split(",") if b]
+        for kind, config in names:
+            made = make_model(config, Path(tmp) / config) if kind == "config" else None
+            model = acl_jax.load(str(made) if made else config)
             model.embed(paths[:64])  # compile outside the timing
             rows = {"embed": [], "predict": [], "read_preprocess": [], "encoder_only": []}
             for _ in range(a.rounds):  # interleaved: background load hits all alike
@@ -107,9 +112,10 @@ def main() -> None:
                 rows["predict"].append(timed(lambda m=model: m.predict(paths)))
             result["models"][config] = {
                 "encoder": type(model.encoder).__name__,
-                "num_params": json.loads((Path(tmp) / config / "card.json").read_text())["encoder"][
+                "num_params": json.loads((model.directory / "card.json").read_text())["encoder"][
                     "num_params"
                 ],
+                "weights": "bundled (trained)" if made is None else "untrained (same cost)",
                 **{
                     f"{k}_records_per_s": round(n / float(np.median(v)), 1) for k, v in rows.items()
                 },

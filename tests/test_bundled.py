@@ -37,14 +37,23 @@ def test_card_states_data_folds_and_figures():
     assert card["data"]["fold_spec"] == "train=1+2+3+4+5+6+7+8"
     assert any("folds 9 and 10 were never read" in n for n in card["notes"])
     assert card["classifier"]["labels"] == SUPERCLASSES
-    ship, *dev = card["eval"]
-    assert ship["test_is_val"] and ship["data_splits"] == "train=1+2+3+4+5+6+7,val=8"
+    ship, *others = card["eval"]  # the shipped head's own eval first, then the --results
+    selection = [e for e in others if e["test_is_val"]]
+    dev = [e for e in others if not e["test_is_val"]]
+    for e in (ship, *selection):  # fitted on folds 1-7, selected (and reported) on fold 8
+        assert e["data_splits"] == "train=1+2+3+4+5+6+7,val=8" and e["splits"]["test"] == "val"
+    assert ship["protocol"] == card["classifier"]["protocol"] == "finetune"
     lo, hi = ship["test"]["macro_auroc_ci"]
     assert 0.5 < lo <= ship["test"]["macro_auroc"] <= hi
-    assert ship["protocol"] == card["classifier"]["protocol"]
-    assert {e["protocol"] for e in dev} == {"linear", "finetune"}
-    assert all(e["data_splits"] == "train=1+2+3+4+5+6,val=7,test=8" for e in dev)
-    assert all(not e["test_is_val"] and e["splits"]["test"] == "test" for e in dev)
+    # The shipped recipe is the best of the candidates on fold 8 (selection on val only).
+    assert ship["val"]["macro_auroc"] >= max(e["val"]["macro_auroc"] for e in selection)
+    assert (
+        {e["protocol"] for e in selection} == {e["protocol"] for e in dev} == {"linear", "finetune"}
+    )
+    for e in dev:  # the held-out estimate: fitted on 1-6, selected on 7, tested once on 8
+        assert (
+            e["data_splits"] == "train=1+2+3+4+5+6,val=7,test=8" and e["splits"]["test"] == "test"
+        )
     text = (ZOO / NAME / "MODEL_CARD.md").read_text()
     assert "val = test (the selection split)" in text and ship["command"] in text
 
