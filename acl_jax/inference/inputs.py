@@ -14,6 +14,7 @@ prepare writes into its shards (tests/test_inference.py checks it).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 from collections.abc import Sequence
 from pathlib import Path
@@ -65,14 +66,11 @@ def _expand(path: Path) -> list[Path]:
 
 def find_inputs(paths: Sequence[str]) -> list[RawInput]:
     """The records under `paths` in the stated order (module docstring), without duplicates."""
-    files: list[Path] = []
-    for p in paths:
-        for f in _expand(Path(p)):
-            if f not in files:
-                files.append(f)
-    stems = [f.stem for f in files]
+    # dict/Counter, not list lookups: linear in the number of records (a folder of 20k).
+    files = list(dict.fromkeys(f for p in paths for f in _expand(Path(p))))
+    stems = collections.Counter(f.stem for f in files)
     return [
-        RawInput(id=f.stem if stems.count(f.stem) == 1 else str(f.with_suffix("")), path=str(f))
+        RawInput(id=f.stem if stems[f.stem] == 1 else str(f.with_suffix("")), path=str(f))
         for f in files
     ]
 
