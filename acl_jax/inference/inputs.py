@@ -85,10 +85,12 @@ def read_signal(inp: RawInput, npy: NpySpec) -> tuple[np.ndarray, list[str], flo
     if not path.is_file():
         raise BadRecord(f"{path}: no such header")
     hdr = wfdb_folder.read_header(path)
-    rec = SourceRecord(id=inp.id, patient="", dataset="", path=str(path.with_suffix("")))
     if hdr.files and Path(hdr.files[0]).suffix.lower() == ".mat":
+        rec = SourceRecord(id=inp.id, patient="", dataset="", path=str(path.with_suffix("")))
         return cinc.load_signal(rec)
-    return wfdb_folder.load_signal(rec)
+    # wfdb_folder.load_signal's two steps, with the header parsed once (about 5% of embed).
+    signal, names = wfdb_folder.read_signal(hdr)
+    return signal, names, hdr.fs
 
 
 def _read_npy(path: Path, npy: NpySpec) -> tuple[np.ndarray, list[str], float]:
