@@ -20,7 +20,7 @@ LICENSES = {
     "cinc": "CC BY 4.0 (PhysioNet/CinC Challenge 2020/2021 training data)",
     "wfdb": "unknown: a WFDB folder; state its license here before sharing the model",
 }
-HEADLINE = ("macro_auroc", "macro_auprc", "macro_f1", "dice_mean")
+HEADLINE = ("macro_auroc", "macro_auprc", "macro_f1", "mean_dice")  # each with KEY_ci
 
 
 def eval_command(result: dict[str, Any]) -> str:
@@ -35,8 +35,7 @@ def eval_command(result: dict[str, Any]) -> str:
 
 
 def _headline(metrics: dict[str, Any]) -> dict[str, Any]:
-    keys = [k for m in HEADLINE for k in (m, f"{m}_ci", m.replace("_mean", "") + "_ci")]
-    return {k: metrics[k] for k in dict.fromkeys(keys) if k in metrics}
+    return {k: metrics[k] for m in HEADLINE for k in (m, f"{m}_ci") if k in metrics}
 
 
 def _fold_spec(data_dir: str | None) -> str | None:
@@ -106,7 +105,7 @@ def _metric_text(metrics: dict[str, Any]) -> str:
     parts = []
     for k in HEADLINE:
         if k in metrics:
-            ci = metrics.get(f"{k}_ci") or metrics.get(k.replace("_mean", "") + "_ci")
+            ci = metrics.get(f"{k}_ci")
             parts.append(f"{k} {metrics[k]:.4f}" + (f" [{ci[0]:.4f}, {ci[1]:.4f}]" if ci else ""))
     return ", ".join(parts)
 
