@@ -9,15 +9,15 @@ import sys
 import threading
 from pathlib import Path
 
-import jax
 import numpy as np
 import pytest
 from flax import nnx
 from tiny_run import tiny
 
+import acl_jax
 from acl_jax.compare import CompareError, compare
 from acl_jax.compare import main as compare_main
-from acl_jax.data import pipeline
+from acl_jax.data import pipeline, ptbxl
 from acl_jax.eval import (
     EvalArgs,
     EvalError,
@@ -38,12 +38,16 @@ from acl_jax.eval.ludb_windows import (
     stitch,
 )
 from acl_jax.eval.metrics import WAVES
+from acl_jax.export import main as export_main
+from acl_jax.inference.arrays import module_arrays
 from acl_jax.models import ECGEncoder, ResNet1d
+from acl_jax.train.checkpoint import load_pretrainer
 from acl_jax.train.loop import replace, train
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = REPO / "configs" / "tiny.py"
 LUDB = REPO / "tests" / "fixtures" / "ludb"
+SAMPLE = REPO / "data" / "sample" / "ptbxl"
 
 
 @pytest.fixture(scope="module")
@@ -284,7 +288,10 @@ def test_clear_checkpoint_in_linear_finetune_and_frozen_hug(
     )
     assert np.isfinite(ft["test"]["macro_auroc"]) and ft["selection"]["steps_run"] == 1
     # A learning rate this large makes AdamW's weight decay visible, had it reached the encoder.
-    run = Evaluation(
+    # eval --save stores what HUG trained: the (frozen) encoder and the pooling head; exported,
+    # the model's predictions on the source files are eval's test scores.
+    head_dir, model_dir = tmp_path / "hug_head", tmp_path / "hug_model"
+    hug = evaluate(
         args(
             prepared_sample,
             workdir=str(clear_workdir),
@@ -294,19 +301,31 @@ def test_clear_checkpoint_in_linear_finetune_and_frozen_hug(
             finetune_steps=2,
             finetune_eval_every=2,
             bootstrap=50,
-        )
+        ),
+        save=str(head_dir),
+        command="python -m acl_jax.eval --protocol hug ...",
     )
-    before = jax.tree.map(np.array, nnx.state(run.encoder, nnx.Param))
-    run.select()
-    hug = run.evaluate_test()
-    after = nnx.state(run.classifier.encoder, nnx.Param)
-    for a, b in zip(jax.tree.leaves(before), jax.tree.leaves(after), strict=True):
-        np.testing.assert_array_equal(a, np.asarray(b))
-    head = nnx.state(run.classifier.head, nnx.Param)
-    assert any(np.abs(np.asarray(v)).max() > 0 for v in jax.tree.leaves(head))
     assert hug["protocol"] == "hug" and hug["selection"]["steps_run"] == 2
     r = json.loads(report.write(hug, tmp_path / "hug.json")["json"].read_text())
     assert 0.0 <= r["test"]["macro_auroc"] <= 1.0 and r["args"]["hug_freeze_encoder"] is True
+    checkpoint = module_arrays(load_pretrainer(str(clear_workdir))[0].encoder)
+    with np.load(head_dir / "encoder.npz") as saved:
+        assert sorted(saved.files) == sorted(checkpoint)
+        for k in saved.files:  # frozen: not moved by the gradient nor by weight decay
+            np.testing.assert_array_equal(saved[k], checkpoint[k])
+    meta = json.loads((head_dir / "classifier.json").read_text())
+    assert meta["kind"] == "hug" and meta["hug"]["pool"] == "attention"
+    with np.load(head_dir / "classifier.npz") as head:
+        assert head["out/kernel"].shape == (4 * 16, len(hug["classes"]))
+        assert np.abs(head["out/kernel"]).max() > 0
+    argv = ["--workdir", str(clear_workdir), "--out", str(model_dir), "--classifier", str(head_dir)]
+    assert export_main(argv) == 0
+    by_id = {rec.id: rec.path + ".hea" for rec in ptbxl.list_records(SAMPLE)}
+    ids = hug["test_records"]["ids"]
+    got = acl_jax.load(str(model_dir)).predict([by_id[i] for i in ids], device_batch=8)
+    assert got.ids == [Path(by_id[i]).stem for i in ids] and got.labels == hug["classes"]
+    want = np.asarray(hug["test_records"]["scores"], np.float32)
+    np.testing.assert_allclose(got.probabilities, want, rtol=0, atol=1e-5)
 
 
 def test_hug_needs_a_clear_checkpoint_and_segmentation_a_feature_map(

@@ -388,7 +388,6 @@ def test_saved_finetune_predicts_evals_test_scores(workdir, prepared_sample, mod
 def test_save_is_refused_where_it_cannot_store_the_classifier(workdir, prepared_sample, capsys):
     base = ["--workdir", str(workdir), "--data", str(prepared_sample), "--task", TASK]
     for extra, says in [
-        (["--protocol", "hug"], "--save with --protocol hug is not supported yet"),
         (["--init", "random"], "--save needs --init pretrained"),
         (["--follow"], "drop --follow"),
     ]:

@@ -7,7 +7,7 @@
   --label-fraction F --seed S                 stratified, seeded subset of the train labels
   --out FILE.json                             also FILE.md and FILE_roc.png (FILE_seg.png)
   --save DIR                                  the trained classifier, for export --classifier
-                                              (linear protocol; acl_jax.eval.save)
+                                              (every classification protocol; acl_jax.eval.save)
   --protocol hug [--hug-pool mean] [--hug-freeze-encoder]   CLEAR-HUG's head (clear checkpoints)
   --task ludb_segmentation --data LUDB_DIR [--record-split 0.6,0.2,0.2]
                                               P/QRS/T Dice on raw LUDB records (linear|finetune)
@@ -43,7 +43,7 @@ class EvalCommand(EvalArgs):
     )
     out: str | None = cli.arg(None, help="Result FILE.json (FILE.md and FILE_roc.png beside it).")
     save: str | None = cli.arg(
-        None, help="Dir for the trained classifier (linear), for export --classifier DIR."
+        None, help="Dir for the trained classifier (any protocol), for export --classifier DIR."
     )
 
 

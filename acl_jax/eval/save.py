@@ -18,7 +18,11 @@ format) and its linear head (kernel (D, C), bias) to a `LinearHead` with mean 0,
 aggregate "probabilities": eval scores a fine-tuned model by averaging the head's
 probabilities over a record's windows, and so does a model directory with this head.
 
-hug is refused for now: its head pools beat tokens, it is not linear on the features.
+hug: CLEAR-HUG's head pools the encoder's beat tokens, so it is stored as a `HugHeadArrays`
+(its weights by state path, beat-token width, lead groups and pooling; aggregate
+"probabilities"), with the HUG-trained encoder in DIR/encoder.npz as for finetune (with
+--hug-freeze-encoder it equals the checkpoint's). A model directory with it runs encoder and
+head on the devices per window and averages the probabilities per record, as eval does.
 """
 
 from __future__ import annotations
@@ -31,18 +35,13 @@ from acl_jax.eval.args import EvalArgs, EvalError
 from acl_jax.eval.probe import Probe
 from acl_jax.inference import card as card_lib
 from acl_jax.inference.arrays import module_arrays, save_arrays
-from acl_jax.inference.classifier import ENCODER, LinearHead, write_classifier
+from acl_jax.inference.classifier import ENCODER, HugHeadArrays, LinearHead, write_classifier
 
 
 def check_save(a: EvalArgs, task_is_segmentation: bool) -> None:
     """Refuses --save where it cannot store what was evaluated (before anything is trained)."""
     if task_is_segmentation:
         raise EvalError("--save stores classifiers; --task ludb_segmentation has none to store")
-    if a.protocol == "hug":
-        raise EvalError(
-            "--save with --protocol hug is not supported yet (its head pools beat tokens, a "
-            "model directory's head is linear on features): use --protocol linear or finetune"
-        )
     if a.init != "pretrained" or a.workdir is None:
         raise EvalError(
             "--save needs --init pretrained and --workdir: export packages the checkpoint's "
@@ -106,6 +105,21 @@ def finetuned_head(classifier, single: bool, labels: list[str], thresholds, meta
     )
 
 
+def hug_head(classifier, single: bool, labels: list[str], thresholds, meta) -> HugHeadArrays:
+    """The `HugHeadArrays` of a trained `HugClassifier` (acl_jax.models.hug)."""
+    head = classifier.head
+    return HugHeadArrays(
+        arrays=module_arrays(head),
+        dim=int(head.dim),
+        regions=head.regions,
+        pool=head.pool,
+        labels=tuple(labels),
+        thresholds=tuple(float(t) for t in thresholds),
+        activation="softmax" if single else "sigmoid",
+        meta=meta,
+    )
+
+
 def save_classifier(run, result: dict, directory: str, command: str) -> None:
     """Writes the classifier of a finished `Evaluation` (`run`) and its `result` to DIR."""
     entry = {**card_lib.eval_entry(result, directory), "command": command}
@@ -122,7 +136,8 @@ def save_classifier(run, result: dict, directory: str, command: str) -> None:
         head = probe_head(run.probe, run.classes, thresholds, meta)
         (d / ENCODER).unlink(missing_ok=True)  # a linear head reads the checkpoint's encoder
     else:
-        head = finetuned_head(run.classifier, run.single, run.classes, thresholds, meta)
+        to_head = hug_head if result["protocol"] == "hug" else finetuned_head
+        head = to_head(run.classifier, run.single, run.classes, thresholds, meta)
         d.mkdir(parents=True, exist_ok=True)
         save_arrays(d / ENCODER, module_arrays(run.classifier.encoder))
     write_classifier(d, head)

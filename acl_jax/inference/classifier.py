@@ -1,17 +1,26 @@
-"""The classification head of a model directory: a linear layer on standardized features.
+"""The classification head of a model directory: linear on features, or CLEAR-HUG's pooling head.
 
-Files (written by `write_classifier`, the one writer; `python -m acl_jax.eval --save` is meant
-to call it): DIR/classifier.npz with weight (D, C) float32, bias (C,), mean (D,), std (D,), and
-DIR/classifier.json {"format": 1, "labels": [C names], "thresholds": [C floats in [0, 1]],
-"activation": "sigmoid" (multi-label) | "softmax" (single-label), "aggregate", "task",
-"step", "protocol", "source", "eval": [results, each with its "command"]}.
-Probabilities: activation(((x - mean) / std) @ W + b), with x per `aggregate`:
+Files (written by `write_classifier`, the one writer; `python -m acl_jax.eval --save` calls
+it): DIR/classifier.npz (arrays only) and DIR/classifier.json {"format": 1, "kind": "linear" |
+"hug", "labels": [C names], "thresholds": [C floats in [0, 1]], "activation": "sigmoid"
+(multi-label) | "softmax" (single-label), "aggregate", "task", "step", "protocol", "source",
+"eval": [results, each with its "command"]}; a file without "kind" is "linear".
+
+kind "linear" (`LinearHead`): classifier.npz holds weight (D, C) float32, bias (C,), mean (D,),
+std (D,). Probabilities: activation(((x - mean) / std) @ W + b), with x per `aggregate`:
   "features" (a linear probe): x is the record's features (the mean of its window features);
   "probabilities" (a fine-tuned classifier): x is each window's features, and the record's
   probabilities are the mean over its windows, as eval scores a fine-tuned model.
 A fine-tuned classifier's DIR also holds encoder.npz (the fine-tuned encoder, same arrays
 format as a model directory's; `python -m acl_jax.export --classifier DIR` exports it in
 place of the checkpoint's encoder).
+
+kind "hug" (`HugHeadArrays`): CLEAR-HUG's head (acl_jax.models.hug.HugHead) pools the encoder's
+beat tokens, so it is not linear on the features and runs on the devices with the encoder:
+classifier.npz holds the HugHead's weights by state path (beat_score/kernel (D, 1), ...,
+out/kernel (R*D, C), out/bias (C,)), the JSON adds "hug": {"dim": D, "regions": the lead-group
+spec, "pool": "attention" | "mean"}; aggregate is "probabilities" (window probabilities
+averaged per record, as eval scores it) and DIR holds the trained encoder.npz too.
 """
 
 from __future__ import annotations
@@ -31,6 +40,7 @@ META = "classifier.json"
 ACTIVATIONS = ("sigmoid", "softmax")
 AGGREGATES = ("features", "probabilities")
 ENCODER = "encoder.npz"  # a fine-tuned classifier's encoder (optional)
+KINDS = ("linear", "hug")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -80,16 +90,52 @@ class LinearHead:
         return (1.0 / (1.0 + np.exp(-logits))).astype(np.float32)
 
 
-def write_classifier(directory: str | epath.Path, head: LinearHead) -> None:
+@dataclasses.dataclass(frozen=True)
+class HugHeadArrays:
+    """A trained HugHead: arrays {state path: array}, its beat-token width `dim`, `regions`
+    and `pool`; labels and thresholds (C,). Probabilities need the encoder: see
+    acl_jax.inference.model (`Model.predict`), which builds the module and runs it on device."""
+
+    arrays: dict[str, np.ndarray]
+    dim: int
+    regions: str
+    pool: str
+    labels: tuple[str, ...]
+    thresholds: tuple[float, ...]
+    activation: str = "sigmoid"
+    meta: dict[str, Any] = dataclasses.field(default_factory=dict)
+    aggregate = "probabilities"  # a HUG head scores windows; records average them
+
+    def __post_init__(self):
+        c = len(self.labels)
+        out = np.shape(self.arrays.get("out/kernel", ()))
+        bad = [] if len(out) == 2 and out[1] == c else [f"out/kernel {out} has not {c} columns"]
+        if len(self.thresholds) != c:
+            bad.append(f"{len(self.thresholds)} thresholds for {c} labels")
+        if self.activation not in ACTIVATIONS:
+            bad.append(f"activation {self.activation!r} not in {ACTIVATIONS}")
+        if self.pool not in ("attention", "mean"):
+            bad.append(f"pool {self.pool!r} not in ('attention', 'mean')")
+        if bad:
+            raise ModelFormatError(f"HUG classifier head is inconsistent: {'; '.join(bad)}")
+
+
+def write_classifier(directory: str | epath.Path, head: LinearHead | HugHeadArrays) -> None:
     """Writes DIR/classifier.npz and DIR/classifier.json (module docstring)."""
     d = epath.Path(directory)
     d.mkdir(parents=True, exist_ok=True)
-    arrays = {
-        k: np.asarray(getattr(head, k), np.float32) for k in ("weight", "bias", "mean", "std")
-    }
+    if isinstance(head, HugHeadArrays):
+        arrays = {k: np.asarray(v, np.float32) for k, v in head.arrays.items()}
+        kind = {"kind": "hug", "hug": {"dim": head.dim, "regions": head.regions, "pool": head.pool}}
+    else:
+        arrays = {
+            k: np.asarray(getattr(head, k), np.float32) for k in ("weight", "bias", "mean", "std")
+        }
+        kind = {"kind": "linear"}
     save_arrays(d / ARRAYS, arrays)
     meta = {
         "format": FORMAT,
+        **kind,
         "labels": list(head.labels),
         "thresholds": [float(t) for t in head.thresholds],
         "activation": head.activation,
@@ -103,7 +149,7 @@ def has_classifier(directory: str | epath.Path) -> bool:
     return (epath.Path(directory) / META).is_file()
 
 
-def read_classifier(directory: str | epath.Path) -> LinearHead:
+def read_classifier(directory: str | epath.Path) -> LinearHead | HugHeadArrays:
     """The head of DIR; ModelFormatError naming the file when it is missing or malformed."""
     d = epath.Path(directory)
     path = d / META
@@ -113,8 +159,26 @@ def read_classifier(directory: str | epath.Path) -> LinearHead:
         meta = json.loads(path.read_text())
         if meta.get("format") != FORMAT:
             raise ModelFormatError(f"{path}: format {meta.get('format')!r}, expected {FORMAT}")
+        kind = meta.get("kind", "linear")
+        if kind not in KINDS:
+            raise ModelFormatError(f"{path}: kind {kind!r}, expected one of {KINDS}")
         arrays = load_arrays(d / ARRAYS)
-        extra = {k: v for k, v in meta.items() if k not in ("format", "labels", "thresholds")}
+        extra = {
+            k: v for k, v in meta.items() if k not in ("format", "kind", "labels", "thresholds")
+        }
+        if kind == "hug":
+            spec = extra.pop("hug")
+            extra.pop("aggregate", None)
+            return HugHeadArrays(
+                arrays=arrays,
+                dim=int(spec["dim"]),
+                regions=str(spec["regions"]),
+                pool=str(spec["pool"]),
+                labels=tuple(str(x) for x in meta["labels"]),
+                thresholds=tuple(float(t) for t in meta["thresholds"]),
+                activation=extra.pop("activation", "sigmoid"),
+                meta=extra,
+            )
         return LinearHead(
             **{k: arrays[k] for k in ("weight", "bias", "mean", "std")},
             labels=tuple(str(x) for x in meta["labels"]),

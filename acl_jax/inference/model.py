@@ -99,7 +99,7 @@ class Model:
         self.directory = directory
         self.meta = meta
         self.encoder = encoder
-        self.head: classifier_lib.LinearHead | None = head
+        self.head: classifier_lib.LinearHead | classifier_lib.HugHeadArrays | None = head
         spec = meta["preprocessing"]
         self.preprocess = PreprocessConfig(**spec["filters"])
         self.window, self.stride = int(spec["window"]), int(spec["stride"])
@@ -150,6 +150,7 @@ class Model:
         devices=None,
         progress: bool = False,
         per_window=None,
+        forward=None,
     ) -> Embeddings:
         """Per-record features (N, D) of the records under `paths` (files or directories).
 
@@ -158,6 +159,8 @@ class Model:
         devices: the devices to run on (default: all); device_batch: windows per device and
         step. The result does not depend on `devices` (acl_jax.inference.runner).
         per_window: (fn, K): average fn's (n, K) outputs of the window features instead.
+        forward: (module, forward, K): average forward(module, window batch) (n, K), run on
+        the devices, instead (acl_jax.inference.runner).
         """
         from acl_jax.inference import runner
 
@@ -166,7 +169,21 @@ class Model:
         total = next(stream)
         bar = tqdm(total=total, desc="embed", unit="rec", disable=not progress, file=sys.stderr)
         with bar:
-            return runner.embed_stream(self, stream, device_batch, devices, bar, per_window)
+            return runner.embed_stream(
+                self, stream, device_batch, devices, bar, per_window, forward
+            )
+
+    def _hug_module(self) -> nnx.Module:
+        """The encoder with its HUG head (acl_jax.models.hug.HugClassifier), weights loaded."""
+        from acl_jax.models.hug import HugClassifier
+
+        head = self.head
+        single = head.activation == "softmax"
+        module = HugClassifier(
+            self.encoder, len(head.labels), single, head.regions, pool=head.pool, rngs=nnx.Rngs(0)
+        )
+        load_module_arrays(module.head, head.arrays, str(self.directory / classifier_lib.ARRAYS))
+        return module
 
     def predict(self, paths: str | Sequence[str], **kw) -> Predictions:
         """Class probabilities (N, C) of the head; same arguments as `embed`."""
@@ -175,7 +192,13 @@ class Model:
                 f"{self.directory} has no classifier head: export it with "
                 "python -m acl_jax.export --classifier DIR"
             )
-        if self.head.aggregate == "probabilities":  # a fine-tuned head: per window, averaged
+        if isinstance(self.head, classifier_lib.HugHeadArrays):  # on device, per window
+            from acl_jax.eval.finetune import hug_batch_probabilities  # eval's own forward
+
+            forward = (self._hug_module(), hug_batch_probabilities, len(self.labels))
+            e = self.embed(paths, forward=forward, **kw)
+            p = e.features
+        elif self.head.aggregate == "probabilities":  # a fine-tuned head: per window, averaged
             e = self.embed(paths, per_window=(self.head.probabilities, len(self.labels)), **kw)
             p = e.features
         else:
@@ -211,6 +234,11 @@ def load(name_or_path: str) -> Model:
     head = None
     if classifier_lib.has_classifier(directory):
         head = classifier_lib.read_classifier(directory)
+        if isinstance(head, classifier_lib.HugHeadArrays) and not encoder.beat_tokens:
+            raise ModelFormatError(
+                f"{directory}: the classifier is a HUG head (beat tokens), the encoder "
+                f"{type(encoder).__name__} makes none"
+            )
         if head.dim != encoder.dim:
             raise ModelFormatError(
                 f"{directory}: the classifier reads {head.dim} features, the encoder gives "

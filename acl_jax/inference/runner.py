@@ -72,22 +72,27 @@ def _collect_chunk(pending: list, num_records: int, dim: int, per_window=None) -
     return (sums / counts[:, None]).astype(np.float32)
 
 
-def embed_stream(model, stream: Iterable, device_batch: int, devices, bar, per_window=None):
+def embed_stream(
+    model, stream: Iterable, device_batch: int, devices, bar, per_window=None, forward=None
+):
     """Embeddings of (Prepared | None, id, reason) items (acl_jax.inference.model), run in
     batches of `device_batch` windows per device. per_window: (callable (n, D) -> (n, K), K):
-    records get the mean of its outputs over their windows instead of their features."""
+    records get the mean of its outputs over their windows instead of their features.
+    forward: (module, features.Forward, K): run this module and forward on the devices in
+    place of the encoder's features (a HUG head: encoder + head, (b, K) probabilities)."""
     from acl_jax.inference.model import Embeddings
 
-    mesh = make_mesh(devices)
-    place_model(model.encoder, mesh)
-    view = features.inference_view(model.encoder)
-    fn = features.sharded(features.encoder_features, mesh)
     if device_batch < 1:
         raise ValueError(f"device_batch must be >= 1, got {device_batch}")
+    module, forward_fn, dim = forward or (model.encoder, features.encoder_features, model.dim)
+    mesh = make_mesh(devices)
+    place_model(module, mesh)
+    view = features.inference_view(module)
+    fn = features.sharded(forward_fn, mesh)
     # A fixed per-device shape: XLA's float results can depend on the batch shape a device
     # runs (last-bit differences), so the device count must not change it.
     bsz = device_batch * mesh.devices.size
-    fn_window, dim = per_window if per_window else (None, model.dim)
+    fn_window, dim = per_window if per_window else (None, dim)
     ids, outs, skipped, absent, chunk = [], [], [], {}, []
     in_flight: list = []  # (pending, num_records) of the chunk the devices are working on
 
