@@ -207,9 +207,19 @@ class TrainConfig:
     ckpt_every: int = 200
     keep: int = 3
     async_checkpoint: bool = True
+    # Steps per compiled call (a lax.scan over that many batches): dispatch, Python and
+    # host-transfer costs are paid once per call. Logs and checkpoints land on call ends.
+    steps_per_call: int = 1
 
     def __post_init__(self):
-        _positive_ints("train", self, "steps", "log_every", "ckpt_every", "keep")
+        _positive_ints("train", self, "steps", "log_every", "ckpt_every", "keep", "steps_per_call")
+        k, every = self.steps_per_call, math.gcd(self.log_every, self.ckpt_every)
+        if every % k:
+            raise ConfigError(
+                f"train.steps_per_call={k} must divide train.log_every={self.log_every} and "
+                f"train.ckpt_every={self.ckpt_every} (logs and checkpoints land on the end of a "
+                f"call): set --config.train.steps_per_call to a divisor of {every}"
+            )
 
 
 @dataclass(frozen=True, kw_only=True)

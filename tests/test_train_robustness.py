@@ -64,6 +64,9 @@ def test_no_checkpoint_holds_non_finite_values(prepared_sample, tmp_path):
         ("train.log_every", "0", "train.log_every=0 is out of range"),
         ("train.steps", "0", "train.steps=0 is out of range"),
         ("train.steps", "-5", "train.steps=-5 is out of range"),
+        ("train.steps_per_call", "0", "train.steps_per_call=0 is out of range"),
+        # tiny.py logs every 10 steps and checkpoints every 20: 4 divides only the latter.
+        ("train.steps_per_call", "4", "train.steps_per_call=4 must divide train.log_every=10"),
         ("optim.lr", "-1", r"optim.lr=-1.0 is out of range: it must be > 0 and finite"),
         ("optim.lr", "nan", r"optim.lr=nan is out of range"),
         ("optim.momentum", "1", r"optim.momentum=1.0 is out of range: it must be in \[0, 1\)"),

@@ -78,6 +78,8 @@ class Checkpointer:
         cfg: Config,
         fs: int,
     ) -> None:
+        """`data_iter`: the Grain iterator, or an `acl_jax.train.feed.IteratorState` (the state
+        at `step` when the loop has already read batches beyond it)."""
         meta = {"config": to_dict(cfg), "fs": fs, "acl_jax_version": acl_jax.__version__}
         self.manager.save(
             step,

@@ -1,8 +1,12 @@
-"""The pretraining loop: data -> sharded step -> metrics one step late -> checkpoints.
+"""The pretraining loop: data read ahead -> K sharded steps per call -> metrics -> checkpoints.
 
 A run is a pure function of (config, seed, data): the step-s PRNG key is derived from the
 seed and s, the Grain iterator state is checkpointed with the model, so a run killed at any
 point and restarted on the same workdir continues as if it had never stopped.
+
+Per call of `train.steps_per_call` steps the host only dispatches the call and reads and places
+the next call's batches (acl_jax.train.feed); it waits for the device at log steps (metrics one
+call late), at checkpoints, and for the call before the previous one (at most two in flight).
 """
 
 from __future__ import annotations
@@ -20,11 +24,12 @@ from acl_jax.config import Config, check_schedule, from_dict, to_dict
 from acl_jax.data import pipeline
 from acl_jax.objectives import build_pretrainer
 from acl_jax.train.checkpoint import Checkpointer
+from acl_jax.train.feed import Feed, call_lengths
 from acl_jax.train.optim import make_optimizer
 from acl_jax.train.preemption import StopFlag
 from acl_jax.train.preflight import check_data
 from acl_jax.train.reporting import Reporter
-from acl_jax.train.step import DATA_AXIS, make_mesh, make_train_step, place_model, shard_batch
+from acl_jax.train.step import DATA_AXIS, make_mesh, make_train_steps, place_model
 
 # Fields that may change between a run and its resumption without changing the result.
 RESUMABLE_CHANGES = {
@@ -172,7 +177,9 @@ def _train(cfg: Config, workdir: str | Path, stop: StopFlag) -> dict:
                 f"at {fs} Hz, steps {start}->{cfg.train.steps}",
                 flush=True,
             )
-        step_fn = make_train_step(mesh, cfg.seed)
+        steps_fn = make_train_steps(mesh, cfg.seed)
+        feed = Feed(data_iter, mesh)
+        calls = call_lengths(start, cfg.train.steps, cfg.train.steps_per_call)
         reporter = Reporter(
             workdir,
             total_steps=cfg.train.steps,
@@ -181,7 +188,11 @@ def _train(cfg: Config, workdir: str | Path, stop: StopFlag) -> dict:
             start_step=start,
         )
         last = {}
-        pending = None  # (step, device metrics) of the step before the one just dispatched
+        # (first step, device metrics (n,)) of the calls not yet logged. They are fetched at log
+        # steps one call late, and before checkpoints: no other step waits for the device.
+        pending: list[tuple[int, dict]] = []
+        host_cpu = jax.local_devices(backend="cpu")[0]
+        in_flight: list[dict] = []  # metrics of the newest calls dispatched
         last_saved = start  # every checkpoint written is checked finite first
 
         def where_finite() -> str:
@@ -189,20 +200,25 @@ def _train(cfg: Config, workdir: str | Path, stop: StopFlag) -> dict:
                 return f"the last checkpoint, {ckpt.directory}/{last_saved}, is finite and intact"
             return "no checkpoint was written"
 
-        def flush_pending():
-            nonlocal pending, last
-            if pending is None:
-                return
-            s, m = pending
-            pending = None
-            last = reporter.log(s, m, schedule(s - 1))
-            if not math.isfinite(last["loss"]):
-                raise NonFiniteLoss(
-                    f"loss is {last['loss']} at step {s}; stopping without saving: "
-                    f"{where_finite()}. {_FIX}"
-                )
+        def flush_pending(keep: int = 0):
+            """Logs every pending step but those of the newest `keep` calls (still running)."""
+            nonlocal last
+            todo = pending[: len(pending) - keep]
+            del pending[: len(todo)]
+            for first, metrics in zip([f for f, _ in todo], jax.device_get([m for _, m in todo])):
+                n = len(metrics["loss"])
+                with jax.default_device(host_cpu):  # not queued behind the running call
+                    lrs = np.asarray(schedule(np.arange(first - 1, first - 1 + n)))
+                for i in range(n):
+                    s = first + i
+                    last = reporter.log(s, {k: v[i] for k, v in metrics.items()}, lrs[i])
+                    if not math.isfinite(last["loss"]):
+                        raise NonFiniteLoss(
+                            f"loss is {last['loss']} at step {s}; stopping without saving: "
+                            f"{where_finite()}. {_FIX}"
+                        )
 
-        def save(step):
+        def save(step, data_state):
             nonlocal last_saved
             flush_pending()  # never checkpoint a state whose loss was not finite
             # The loss of step s is computed before step s's update: the updated state can
@@ -213,21 +229,30 @@ def _train(cfg: Config, workdir: str | Path, stop: StopFlag) -> dict:
                     f"was {last.get('loss')}); not saving them: {where_finite()}. {_FIX}"
                 )
             reporter.flush()  # metrics of every step up to this checkpoint, none after
-            ckpt.save(step, model, optimizer, data_iter, cfg, fs)
+            # The iterator itself is a call ahead (read-ahead): save its state after this step.
+            ckpt.save(step, model, optimizer, data_state, cfg, fs)
             last_saved = step
 
         step = start
         try:
-            for step in range(start + 1, cfg.train.steps + 1):
-                batch = shard_batch(next(data_iter), mesh)
-                metrics = step_fn(model, optimizer, batch, np.int32(step))
-                flush_pending()
-                pending = (step, metrics)
-                if step == start + 1:
+            group = feed.prepare(*calls[0]) if calls else None
+            for c in range(len(calls)):
+                current = group
+                metrics = steps_fn(model, optimizer, current.batches, np.int32(current.first_step))
+                step = current.first_step + current.n - 1
+                if c + 1 < len(calls) and not stop.requested:
+                    group = feed.prepare(*calls[c + 1])  # read + transfer while the device runs
+                pending.append((current.first_step, metrics))
+                in_flight.append(metrics)
+                if len(in_flight) > 2:  # bounds the queue (and the batches held on device):
+                    jax.block_until_ready(in_flight.pop(0))  # call c - 1 still keeps it busy
+                if c == 0:
                     jax.block_until_ready(metrics)
                     reporter.restart_clock(step)
+                if (current.first_step - 1) % cfg.train.log_every == 0:
+                    flush_pending(keep=1)  # the previous call ended on a log step
                 if step % cfg.train.ckpt_every == 0 or step == cfg.train.steps or stop.requested:
-                    save(step)
+                    save(step, current.data_state)
                 if stop.requested:
                     print(
                         f"SIGTERM: saved step {step}; rerun the same command to resume", flush=True

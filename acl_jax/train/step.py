@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import nnx
@@ -48,11 +49,12 @@ def place_model(model: nnx.Module, mesh: jax.sharding.Mesh) -> None:
     nnx.update(model, replicate(state, mesh))
 
 
-def make_train_step(mesh: jax.sharding.Mesh, seed: int) -> Callable:
-    """Returns `step(model, optimizer, batch, step_index) -> metrics` (jitted).
+def _step_fn(mesh: jax.sharding.Mesh, seed: int) -> Callable:
+    """The one training step, unjitted: `step(model, optimizer, batch, step_index) -> metrics`.
 
     Example i of step s gets key split(fold_in(key(seed), s), B)[i]: a resumed run draws
-    exactly the augmentations an uninterrupted run would, and 8 devices draw what 1 does.
+    exactly the augmentations an uninterrupted run would, 8 devices draw what 1 does, and K
+    steps per call draw what K calls of one step do.
     """
     base_key = jax.random.key(seed)
 
@@ -60,7 +62,6 @@ def make_train_step(mesh: jax.sharding.Mesh, seed: int) -> Callable:
     def sharded_loss(model, batch, keys):
         return model.loss(batch, keys, DATA_AXIS)
 
-    @nnx.jit(donate_argnums=(0, 1))
     def train_step(model, optimizer, batch, step_index):
         global_batch = batch["signal"].shape[0]
         keys = jax.random.split(jax.random.fold_in(base_key, step_index), global_batch)
@@ -76,3 +77,47 @@ def make_train_step(mesh: jax.sharding.Mesh, seed: int) -> Callable:
         return {**metrics, "loss": loss, "grad_norm": grad_norm}
 
     return train_step
+
+
+def make_train_step(mesh: jax.sharding.Mesh, seed: int) -> Callable:
+    """Returns `step(model, optimizer, batch, step_index) -> metrics` (jitted): one step on one
+    batch, for the evaluation's fine-tuning and the benches. The pretraining loop runs the same
+    step through `make_train_steps`."""
+    return nnx.jit(_step_fn(mesh, seed), donate_argnums=(0, 1))
+
+
+def make_train_steps(mesh: jax.sharding.Mesh, seed: int) -> Callable:
+    """Returns `steps(model, optimizer, batches, first_step) -> metrics` (jitted): the steps
+    first_step, first_step + 1, ..., first_step + n - 1 on batches (n, B, ...) in one compiled
+    call (a `lax.scan` of the step), so dispatch and Python costs are paid once per n steps.
+    Metrics come back stacked, each (n,). Each step keys its augmentations on its own index,
+    as `make_train_step` does, so n steps per call train what n calls of one step do.
+    """
+    step = _step_fn(mesh, seed)
+
+    @nnx.jit(donate_argnums=(0, 1))
+    def train_steps(model, optimizer, batches, first_step):
+        n = batches["signal"].shape[0]
+        if n == 1:  # no loop: the single-step call compiles to what `make_train_step` does
+            batch = jax.tree.map(lambda x: x[0], batches)
+            return jax.tree.map(lambda x: x[None], step(model, optimizer, batch, first_step))
+        graphdef, state = nnx.split((model, optimizer))
+
+        def body(state, xs):
+            batch, offset = xs
+            model, optimizer = nnx.merge(graphdef, state)
+            metrics = step(model, optimizer, batch, first_step + offset)
+            return nnx.state((model, optimizer)), metrics
+
+        state, metrics = jax.lax.scan(body, state, (batches, jnp.arange(n, dtype=jnp.int32)))
+        nnx.update((model, optimizer), state)
+        return metrics
+
+    return train_steps
+
+
+def shard_batches(batches: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:
+    """Per-process host batches (n, b, ...) -> global arrays (n, b * processes, ...), each
+    batch split over "data" (the input of `make_train_steps`)."""
+    sharding = jax.NamedSharding(mesh, P(None, DATA_AXIS))
+    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batches.items()}
