@@ -1,7 +1,8 @@
 """Training throughput of the ACL-ECG pretraining step, JAX (acl_jax) vs a PyTorch twin.
 
     PYTHONPATH=. .venv/bin/python bench/train_step.py [--data PREPARED_DIR]
-        [--configs tiny,real,lcd] [--steps 4] [--rounds 3] [--out bench/results/train_step.json]
+        [--configs tiny,real,lcd] [--steps 4] [--rounds 3] [--steps-per-call 1]
+        [--out bench/results/train_step.json]
 
 Without --data the bundled sample (data/sample/ptbxl, 189 records) is prepared at 100 Hz into a
 temporary directory. Needs torch (`pip install torch`, the pyproject `bench` extra).
@@ -10,7 +11,12 @@ turn, so load from other processes on the shared cores hits all modes alike; rep
 are medians over rounds (samples/s = records/s, i.e. batch size / step time):
   jax_step     the jitted step (two augmented views on device, forward, loss, backward, AdamW)
                on one fixed device batch;
-  jax_e2e      Grain pipeline -> shard_batch -> step, as acl_jax.train.loop drives it;
+  jax_e2e      Grain pipeline -> step, as acl_jax.train.loop drives it: the next call's
+               batches read and placed while the current call runs (acl_jax.train.feed),
+               --steps-per-call steps per compiled call, no host sync but a bound of 2 calls
+               in flight;
+  jax_e2e_per_step  the loop before that: shard_batch -> one step per call -> the previous
+               step's loss read back every step;
   torch_step   the twin (bench/torch_twin.py) on one fixed batch (torch's default 2 threads);
   torch_step_1t  the same with 1 thread (2 OpenMP threads stall on oversubscribed cores);
   torch_e2e_w0 / _w2  torch DataLoader (0 / 2 worker processes) -> twin step, with the thread
@@ -52,8 +58,16 @@ from acl_jax.data import pipeline  # noqa: E402
 from acl_jax.leads import LEAD_INDEX  # noqa: E402
 from acl_jax.objectives import build_pretrainer  # noqa: E402
 from acl_jax.objectives.two_view import TwoViews  # noqa: E402
+from acl_jax.train.feed import Feed  # noqa: E402
 from acl_jax.train.optim import make_optimizer  # noqa: E402
-from acl_jax.train.step import DATA_AXIS, make_mesh, make_train_step, place_model, shard_batch  # noqa: E402,E501
+from acl_jax.train.step import (  # noqa: E402
+    DATA_AXIS,
+    make_mesh,
+    make_train_step,
+    make_train_steps,
+    place_model,
+    shard_batch,
+)
 
 LCD_BAR = 2 * 280  # samples/s: twice the middle of LCD's 240-320 samples/s end to end
 # LCD used the 8 independent leads; the 4 derived limb leads are marked absent here.
@@ -141,8 +155,8 @@ def peak_rss_mb() -> float:
 class Jax:
     """The acl_jax step on one config: model, optimizer, Grain iterator, fixed batch."""
 
-    def __init__(self, cfg: Config, fs: int, absent: list[int]):
-        self.cfg, self.absent, self.k = cfg, absent, 0
+    def __init__(self, cfg: Config, fs: int, absent: list[int], per_call: int = 1):
+        self.cfg, self.absent, self.k, self.per_call = cfg, absent, 0, per_call
         b = cfg.data.batch_size
         self.mesh = make_mesh()
         with jax.set_mesh(self.mesh):
@@ -166,6 +180,8 @@ class Jax:
         )
         self.host = self.next_host()
         self.fixed = self.put(self.host)
+        self.steps = make_train_steps(self.mesh, cfg.seed)
+        self.feed, self.ahead = Feed(_Masked(self), self.mesh), None
         views = TwoViews(cfg, fs)
         # The keys must be split over "data" like the batch (explicit-sharding mesh).
         self.views = jax.jit(
@@ -214,8 +230,27 @@ class Jax:
         return time.perf_counter() - t0
 
     def run_e2e(self, n: int) -> float:
-        # As in train.loop: dispatch step s, then read step s-1's metrics (blocks on s-1 only),
-        # so the host fetches batch s+1 while the device computes step s.
+        # As in train.loop: dispatch call c, read and place call c + 1's batches, wait for call
+        # c - 2 (bounds the queue; c - 1 keeps the device busy). The group read ahead at the
+        # end of a window is the next window's first (steady state).
+        k = self.per_call
+        with jax.set_mesh(self.mesh):
+            t0 = time.perf_counter()
+            in_flight = []
+            for _ in range(n // k):
+                group = self.ahead or self.feed.prepare(0, k)
+                m = self.steps(self.model, self.opt, group.batches, np.int32(self.k + 1))
+                self.k += k
+                self.ahead = self.feed.prepare(0, k)
+                in_flight.append(m)
+                if len(in_flight) > 2:
+                    jax.block_until_ready(in_flight.pop(0))
+            jax.block_until_ready(m)
+        return time.perf_counter() - t0
+
+    def run_e2e_per_step(self, n: int) -> float:
+        # The loop before acl_jax.train.feed: dispatch step s, then read step s-1's loss
+        # (blocks on s-1 only), one compiled call per step.
         with jax.set_mesh(self.mesh):
             t0 = time.perf_counter()
             prev = None
@@ -234,6 +269,19 @@ class Jax:
                 out = self.views(self.keys, self.fixed)
             jax.block_until_ready(out)
         return time.perf_counter() - t0
+
+
+class _Masked:
+    """The Grain iterator through `Jax.next_host` (LCD's absent leads), for `Feed`."""
+
+    def __init__(self, j: Jax):
+        self.j = j
+
+    def __next__(self) -> dict:
+        return self.j.next_host()
+
+    def get_state(self) -> dict:
+        return self.j.it.get_state()
 
 
 class Torch:
@@ -298,13 +346,21 @@ def measure(
     rounds: int,
     peak: dict,
     jax_only: bool = False,
+    per_call: int = 1,
 ) -> dict:
     b = cfg.data.batch_size
     print(f"[{name}] building (batch {b}, window {cfg.data.window})...", flush=True)
-    j = Jax(cfg, fs, absent)
+    j = Jax(cfg, fs, absent, per_call)
     info = j.compile()
-    j.run_e2e(2), j.run_augment(1)
-    modes = {"jax_step": (j.run_step, "jax"), "jax_e2e": (j.run_e2e, "jax")}
+    t0 = time.perf_counter()
+    j.run_e2e(per_call)  # compiles the per_call-step call (the loop's own)
+    info["first_call_e2e_s"] = round(time.perf_counter() - t0, 2)
+    j.run_e2e(per_call), j.run_e2e_per_step(2), j.run_augment(1)
+    modes = {
+        "jax_step": (j.run_step, "jax"),
+        "jax_e2e": (j.run_e2e, "jax"),
+        "jax_e2e_per_step": (j.run_e2e_per_step, "jax"),
+    }
     modes["jax_augment"] = (j.run_augment, "jax")
     threads = torch.get_num_threads()
     best = [threads]
@@ -319,6 +375,7 @@ def measure(
             "torch_step": (lambda n: t.run_step(n, threads=threads), "torch"),
             "torch_step_1t": (lambda n: t.run_step(n, threads=1), "torch"),
             "jax_e2e": modes["jax_e2e"],
+            "jax_e2e_per_step": modes["jax_e2e_per_step"],
             # End to end with whichever thread count was faster in this round's step windows.
             "torch_e2e_w0": (lambda n: t.run_e2e(n, 0, best[0]), "torch"),
             "torch_e2e_w2": (lambda n: t.run_e2e(n, 2, best[0]), "torch"),
@@ -369,6 +426,8 @@ def measure(
         "step_s_all_rounds": {k: [round(x, 4) for x in v] for k, v in times.items()},
         "cpu_s_per_step": {k: round(statistics.median(v), 4) for k, v in cpu.items()},
         "augment_share_of_step": {"jax": round(sec["jax_augment"] / sec["jax_step"], 3)},
+        "steps_per_call": per_call,
+        "e2e_over_e2e_per_step": round(sps["jax_e2e"] / sps["jax_e2e_per_step"], 3),
         "util_of_peak": {k: round(v, 4) for k, v in util.items()},
         "peak_rss_mb": {k: round(v) for k, v in rss.items() if v},
     }
@@ -379,6 +438,7 @@ def measure(
         "step": round(sps["jax_step"] / sps["torch_step"], 3),
         "step_vs_1thread": round(sps["jax_step"] / sps["torch_step_1t"], 3),
         "e2e_vs_w0": round(sps["jax_e2e"] / sps["torch_e2e_w0"], 3),
+        "e2e_per_step_vs_w0": round(sps["jax_e2e_per_step"] / sps["torch_e2e_w0"], 3),
         "e2e_vs_w2": round(sps["jax_e2e"] / sps["torch_e2e_w2"], 3),
         "augment": round(sps["jax_augment"] / sps["torch_augment"], 3),
     }
@@ -420,6 +480,7 @@ def print_table(results: dict) -> None:
         "torch_step",
         "torch_step_1t",
         "jax_e2e",
+        "jax_e2e_per_step",
         "torch_e2e_w0",
         "torch_e2e_w2",
         "jax_augment",
@@ -449,11 +510,19 @@ def main() -> None:
     ap.add_argument("--configs", default="tiny,real,lcd")
     ap.add_argument("--steps", type=int, default=4, help="steps per timing window")
     ap.add_argument("--rounds", type=int, default=3, help="timing windows per mode (median)")
+    ap.add_argument(
+        "--steps-per-call",
+        type=int,
+        default=1,
+        help="train.steps_per_call of jax_e2e (must divide --steps)",
+    )
     ap.add_argument("--out", default=os.path.join(REPO, "bench/results/train_step.json"))
     ap.add_argument(
         "--jax-only", action="store_true", help="skip the PyTorch twin (e.g. to compare XLA_FLAGS)"
     )
     args = ap.parse_args()
+    if args.steps_per_call < 1 or args.steps % args.steps_per_call:
+        ap.error(f"--steps-per-call={args.steps_per_call} must be >= 1 and divide --steps")
     torch.manual_seed(0)
     peak = cpu_peak()
     with tempfile.TemporaryDirectory() as tmp:
@@ -463,7 +532,15 @@ def main() -> None:
         load_before = os.getloadavg()
         for name, (cfg, absent) in configs(args.configs.split(","), data).items():
             results[name] = measure(
-                name, cfg, absent, fs, args.steps, args.rounds, peak, args.jax_only
+                name,
+                cfg,
+                absent,
+                fs,
+                args.steps,
+                args.rounds,
+                peak,
+                args.jax_only,
+                args.steps_per_call,
             )
         load_after = os.getloadavg()
     print_table(results)
@@ -471,6 +548,7 @@ def main() -> None:
         "results": results,
         "cpu_peak": peak,
         "steps_per_window": args.steps,
+        "steps_per_call": args.steps_per_call,
         "rounds": args.rounds,
         "data": args.data or "data/sample/ptbxl (prepared, 100 Hz)",
         "load_avg_before": load_before,
