@@ -207,8 +207,9 @@ class TrainConfig:
     ckpt_every: int = 200
     keep: int = 3
     async_checkpoint: bool = True
-    # Steps per compiled call (a lax.scan over that many batches): dispatch, Python and
-    # host-transfer costs are paid once per call. Logs and checkpoints land on call ends.
+    # Steps per compiled call (the step traced that many times): dispatch, Python and
+    # host-transfer costs are paid once per call; compile time grows with it. Logs and
+    # checkpoints land on call ends.
     steps_per_call: int = 1
 
     def __post_init__(self):

@@ -89,7 +89,8 @@ def make_train_step(mesh: jax.sharding.Mesh, seed: int) -> Callable:
 def make_train_steps(mesh: jax.sharding.Mesh, seed: int) -> Callable:
     """Returns `steps(model, optimizer, batches, first_step) -> metrics` (jitted): the steps
     first_step, first_step + 1, ..., first_step + n - 1 on batches (n, B, ...) in one compiled
-    call (a `lax.scan` of the step), so dispatch and Python costs are paid once per n steps.
+    call (the step traced n times in sequence), so dispatch and Python costs are paid once per
+    n steps.
     Metrics come back stacked, each (n,). Each step keys its augmentations on its own index,
     as `make_train_step` does, so n steps per call train what n calls of one step do.
     """
@@ -97,21 +98,14 @@ def make_train_steps(mesh: jax.sharding.Mesh, seed: int) -> Callable:
 
     @nnx.jit(donate_argnums=(0, 1))
     def train_steps(model, optimizer, batches, first_step):
-        n = batches["signal"].shape[0]
-        if n == 1:  # no loop: the single-step call compiles to what `make_train_step` does
-            batch = jax.tree.map(lambda x: x[0], batches)
-            return jax.tree.map(lambda x: x[None], step(model, optimizer, batch, first_step))
-        graphdef, state = nnx.split((model, optimizer))
-
-        def body(state, xs):
-            batch, offset = xs
-            model, optimizer = nnx.merge(graphdef, state)
-            metrics = step(model, optimizer, batch, first_step + offset)
-            return nnx.state((model, optimizer)), metrics
-
-        state, metrics = jax.lax.scan(body, state, (batches, jnp.arange(n, dtype=jnp.int32)))
-        nnx.update((model, optimizer), state)
-        return metrics
+        # Traced n times, not a lax.scan: on XLA:CPU the same step ran 5-25x slower as a
+        # while-loop body (measured, jax 0.10.2). Compile time grows with n; step time does not.
+        # n == 1 compiles to what `make_train_step` does (bit-identical results).
+        metrics = []
+        for i in range(batches["signal"].shape[0]):
+            batch = jax.tree.map(lambda x, i=i: x[i], batches)
+            metrics.append(step(model, optimizer, batch, first_step + i))
+        return jax.tree.map(lambda *xs: jnp.stack(xs), *metrics)
 
     return train_steps
 
