@@ -2,12 +2,17 @@
 
   python bench/label_efficiency.py --workdir RUN --data DATA [--tasks superdiagnostic,all] \
       [--fractions 0.01,0.05,0.1,1.0] [--seeds 3] [--finetune-steps 2000] \
+      [--recipes plain,enc_lr_0.1,lp_ft] \
       [--out bench/results/label_efficiency]
 
 For one pretraining workdir, `python -m acl_jax.eval --label-fraction F --seed S` per task,
 fraction F, label-subset seed S (0..K-1) and row: the pretrained encoder under the linear probe
 and fine-tuned, and the same architecture trained from scratch (`--init random --protocol
-finetune`). Each eval writes OUT_runs/<task>_<F>_<row>_s<S>.json; runs already listed in OUT.json
+finetune`). The fine-tuned row's recipe is chosen on validation: each of --recipes (plain; the
+encoder at 0.1 x the head's rate; LP-FT, the head started as the linear probe) runs as a
+candidate row pretrained_finetune:RECIPE, and per (task, F, S) the candidate with the best VAL
+macro AUROC is the pretrained_finetune run (the test split plays no part in the choice).
+Each eval writes OUT_runs/<task>_<F>_<row>_s<S>.json; runs already listed in OUT.json
 (and whose result file exists) are skipped, so an interrupted run resumes. Per (task, F, row):
 the mean over subset seeds of test macro AUROC with a 95% interval from a bootstrap over those
 seeds and the test records (bench/seed_bootstrap.py), and the paired difference of each
@@ -31,11 +36,22 @@ ROWS = {
     "scratch": ["--protocol", "finetune", "--init", "random", "--finetune-lr", "1e-3"],
 }
 BASELINE = "scratch"
+SELECTED = "pretrained_finetune"  # its recipe is chosen on validation, per cell and seed
+# Fine-tuning recipes of the pretrained encoder (flags added to SELECTED's): plain; the encoder
+# at a tenth of the head's rate; LP-FT (the head starts as the linear probe).
+RECIPES = {
+    "plain": [],
+    "enc_lr_0.1": ["--finetune-encoder-lr-scale", "0.1"],
+    "lp_ft": ["--finetune-head-init", "linear"],
+}
 
 
 def run_eval(a, task: str, frac: str, row: str, seed: int, path: Path) -> dict:
+    """One eval; row is a ROWS key or SELECTED:RECIPE (a candidate recipe)."""
+    base, _, recipe = row.partition(":")
+    flags = [*ROWS[base], *RECIPES.get(recipe, [])]
     cmd = [sys.executable, "-m", "acl_jax.eval", "--workdir", a.workdir, "--data", a.data]
-    cmd += ["--task", task, "--label-fraction", frac, "--seed", str(seed), *ROWS[row]]
+    cmd += ["--task", task, "--label-fraction", frac, "--seed", str(seed), *flags]
     cmd += ["--finetune-steps", str(a.finetune_steps), "--out", str(path)]
     print("+", " ".join(cmd), flush=True)
     t0 = time.perf_counter()
@@ -47,7 +63,28 @@ def run_eval(a, task: str, frac: str, row: str, seed: int, path: Path) -> dict:
     if rc != 0:
         return {**rec, "error": f"eval failed (rc {rc}): see {log}"}
     res = json.loads(path.read_text())
-    return {**rec, "eval": str(path), "test_macro_auroc": res["test"]["macro_auroc"]}
+    return {
+        **rec,
+        "eval": str(path),
+        "val_macro_auroc": res["val"]["macro_auroc"],
+        "test_macro_auroc": res["test"]["macro_auroc"],
+    }
+
+
+def with_selected(runs: list[dict]) -> list[dict]:
+    """runs plus, per (task, fraction, seed), the SELECTED row: the candidate recipe
+    (SELECTED:RECIPE) with the best VALIDATION macro AUROC (ties: the first recipe listed)."""
+    out = [r for r in runs if r["row"] != SELECTED]
+    groups: dict[tuple, list[dict]] = {}
+    for r in runs:
+        if r["row"].startswith(SELECTED + ":") and "error" not in r:
+            groups.setdefault((r["task"], r["fraction"], r["seed"]), []).append(r)
+    order = list(RECIPES)
+    for cands in groups.values():
+        cands.sort(key=lambda r: order.index(r["row"].split(":", 1)[1]))
+        best = max(cands, key=lambda r: r["val_macro_auroc"])  # max keeps the first of ties
+        out.append({**best, "row": SELECTED, "recipe": best["row"].split(":", 1)[1]})
+    return out
 
 
 def _scores(ref: dict, runs: list[dict]):
@@ -62,7 +99,7 @@ def summarize(runs: list[dict], num: int) -> list[dict]:
     """One cell per (task, fraction, row): mean, seed-and-record interval, paired vs scratch."""
     import seed_bootstrap as sb
 
-    ok = [r for r in runs if "error" not in r]
+    ok = [r for r in with_selected(runs) if "error" not in r]
     cells = []
     for key in sorted({(r["task"], r["fraction"], r["row"]) for r in ok}):
         mine = sorted(
@@ -72,6 +109,8 @@ def summarize(runs: list[dict], num: int) -> list[dict]:
         ref = json.loads(Path((base or mine)[0]["eval"]).read_text())
         y, s = _scores(ref, mine)
         cell = {"task": key[0], "fraction": key[1], "row": key[2], "seeds": len(mine)}
+        if key[2] == SELECTED:
+            cell["recipes_chosen_on_val"] = [r["recipe"] for r in mine]
         cell |= {"test_macro_auroc": sb.seed_interval(y, s, num=num)}
         if key[2] != BASELINE and base:
             cell["vs_scratch"] = sb.seed_paired_difference(y, s, _scores(ref, base)[1], num=num)
@@ -87,7 +126,9 @@ def write(a, runs: list[dict]) -> None:
     lines = [
         f"Label efficiency of {a.workdir} (data {a.data}): test macro AUROC, mean over "
         "label-subset seeds [95% interval over seeds and test records]; paired difference to "
-        "training from scratch, same interval, p.",
+        f"training from scratch, same interval, p. {SELECTED}: per seed the recipe with the "
+        f"best val AUROC among {', '.join(RECIPES)} (listed per seed); "
+        f"{SELECTED}:RECIPE rows are the candidates.",
         "",
         "| task | labels | row | seeds | test AUROC [95% CI] | - scratch [95% CI], p |",
         "|---|---|---|---|---|---|",
@@ -97,8 +138,10 @@ def write(a, runs: list[dict]) -> None:
         diff = ""
         if d:
             diff = f"{d['delta']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}], p={d['p_value']:.3f}"
+        chosen = c.get("recipes_chosen_on_val")
+        row = f"{c['row']} ({', '.join(chosen)})" if chosen else c["row"]
         lines.append(
-            f"| {c['task']} | {c['fraction']:.0%} | {c['row']} | {c['seeds']} | "
+            f"| {c['task']} | {c['fraction']:.0%} | {row} | {c['seeds']} | "
             f"{m['mean']:.3f} [{m['ci'][0]:.3f}, {m['ci'][1]:.3f}] | {diff} |"
         )
     failed = [r for r in runs if "error" in r]
@@ -158,6 +201,11 @@ def main() -> None:
     p.add_argument("--fractions", default="0.01,0.05,0.1,1.0")
     p.add_argument("--seeds", type=int, default=3, help="label-subset seeds 0..K-1")
     p.add_argument("--rows", default=",".join(ROWS), help=f"subset of {','.join(ROWS)}")
+    p.add_argument(
+        "--recipes",
+        default=",".join(RECIPES),
+        help=f"fine-tuning recipes tried for {SELECTED}, chosen on val (of {','.join(RECIPES)})",
+    )
     p.add_argument("--finetune-steps", type=int, default=2000)
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     p.add_argument("--out", default="bench/results/label_efficiency", help="OUT.{json,md,png}")
@@ -165,6 +213,13 @@ def main() -> None:
     rows = [r for r in a.rows.split(",") if r]
     if unknown := sorted(set(rows) - set(ROWS)):
         raise SystemExit(f"--rows: {unknown} not among {list(ROWS)}")
+    recipes = [r for r in a.recipes.split(",") if r]
+    if not recipes or (unknown := sorted(set(recipes) - set(RECIPES))):
+        raise SystemExit(f"--recipes: {a.recipes!r}: choose among {list(RECIPES)}")
+    # SELECTED runs as its candidate recipes; the row itself is chosen from them on val.
+    rows = [
+        x for r in rows for x in ([f"{SELECTED}:{c}" for c in recipes] if r == SELECTED else [r])
+    ]
     out = Path(a.out)
     runs_dir = Path(f"{out}_runs")
     runs_dir.mkdir(parents=True, exist_ok=True)
@@ -184,7 +239,7 @@ def main() -> None:
                 for row in rows:
                     if (task, float(frac), row, seed) in done:
                         continue
-                    path = runs_dir / f"{task}_{frac}_{row}_s{seed}.json"
+                    path = runs_dir / f"{task}_{frac}_{row.replace(':', '+')}_s{seed}.json"
                     runs.append(run_eval(a, task, frac, row, seed, path))
                     write(a, runs)
     write(a, runs)

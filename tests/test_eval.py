@@ -9,6 +9,7 @@ import sys
 import threading
 from pathlib import Path
 
+import jax
 import numpy as np
 import pytest
 from flax import nnx
@@ -26,9 +27,13 @@ from acl_jax.eval import (
     check_compatible,
     evaluate,
     follow,
+    probe,
     report,
     tasks,
 )
+from acl_jax.eval.args import check_common
+from acl_jax.eval.early_stopping import optimizer_for
+from acl_jax.eval.finetune import build_classifier, start_head_from_probe
 from acl_jax.eval.ludb_windows import (
     LudbDataError,
     load_record,
@@ -38,9 +43,10 @@ from acl_jax.eval.ludb_windows import (
     stitch,
 )
 from acl_jax.eval.metrics import WAVES
+from acl_jax.eval.save import probe_head
 from acl_jax.export import main as export_main
 from acl_jax.inference.arrays import module_arrays
-from acl_jax.models import ECGEncoder, ResNet1d
+from acl_jax.models import ECGEncoder, ResNet1d, heads
 from acl_jax.train.checkpoint import load_pretrainer
 from acl_jax.train.loop import replace, train
 
@@ -161,6 +167,53 @@ def test_finetune_runs_the_sharded_step_and_keeps_the_best(prepared_sample, work
     # The kept state is the best one: re-scoring val gives the selection's figure.
     assert r["val"]["macro_auroc"] == pytest.approx(sel["best_val_macro_auroc"], abs=1e-5)
     assert 0.0 <= r["test"]["macro_auroc"] <= 1.0
+
+
+def test_finetune_recipes_lp_ft_and_a_lower_encoder_rate(prepared_sample, workdir):
+    """--finetune-head-init linear (LP-FT) and --finetune-encoder-lr-scale, end to end; the
+    head starts exactly as the probe; each parameter group moves at its own rate; nonsense is
+    refused in one line."""
+    r = evaluate(
+        args(
+            prepared_sample,
+            workdir=str(workdir),
+            protocol="finetune",
+            finetune_steps=2,
+            finetune_eval_every=2,
+            finetune_lr=1e-3,
+            finetune_head_init="linear",
+            finetune_encoder_lr_scale=0.1,
+        )
+    )
+    start = r["selection"]["head_init"]
+    assert start["from"] == "linear probe" and f"{start['C']:g}" in start["val_macro_auroc_by_C"]
+    assert r["args"]["finetune_encoder_lr_scale"] == 0.1 and np.isfinite(r["test"]["macro_auroc"])
+    # The head starts as the probe: the same probabilities on any features.
+    encoder = load_pretrainer(str(workdir))[0].encoder
+    x = np.random.default_rng(0).normal(size=(30, encoder.dim))
+    for y, single in [(np.eye(2)[np.arange(30) % 2], True), (np.eye(3)[np.arange(30) % 3], False)]:
+        (fitted,), _ = probe.fit_grid(x, y, single, grid=(0.5,))
+        clf = build_classifier(encoder, y.shape[1], single, seed=0)
+        c = y.shape[1]
+        start_head_from_probe(clf, probe_head(fitted, list("abc")[:c], [0.5] * c, {}))
+        got = heads.class_probabilities(clf.head(x.astype(np.float32)), single)
+        np.testing.assert_allclose(got, fitted.scores(x), rtol=0, atol=1e-5)
+    # AdamW's first step moves every parameter by about its rate: the encoder's is 0.1 x.
+    clf = build_classifier(encoder, 2, False, seed=0)
+    before = jax.tree.map(np.array, nnx.state(clf, nnx.Param))
+    opt = nnx.Optimizer(clf, optimizer_for(1e-3, 0.1), wrt=nnx.Param)
+    opt.update(clf, jax.tree.map(np.ones_like, before))
+    after = nnx.state(clf, nnx.Param)
+    moved = jax.tree.map(lambda a, b: np.abs(np.asarray(b) - a).max(), before, after)
+    enc, head = (max(jax.tree.leaves(moved[k])) for k in ("encoder", "head"))
+    assert enc == pytest.approx(1e-4, rel=0.05) and head == pytest.approx(1e-3, rel=0.05)
+    for kw, says in [
+        ({"finetune_encoder_lr_scale": 0.0}, "must be > 0"),
+        ({"finetune_encoder_lr_scale": 0.1}, "does not train under --protocol linear"),
+        ({"protocol": "hug", "finetune_head_init": "linear"}, "needs --protocol finetune"),
+    ]:
+        with pytest.raises(EvalError, match=says):
+            check_common(args(prepared_sample, workdir=str(workdir), **kw))
 
 
 def test_random_init_without_workdir_and_compare(prepared_sample, pretrained, tmp_path, capsys):

@@ -44,6 +44,15 @@ class EvalArgs:
         500, help="Steps of every gradient-trained protocol (upper bound: early stopping)."
     )
     finetune_lr: float = arg(1e-4, help="AdamW learning rate when the encoder trains too.")
+    finetune_encoder_lr_scale: float = arg(
+        1.0,
+        help="Encoder learning rate = --finetune-lr x this; the head keeps --finetune-lr.",
+    )
+    finetune_head_init: str = arg(
+        "random",
+        choices=("random", "linear"),
+        help="finetune: the head starts random, or as the linear probe on frozen features (LP-FT).",
+    )
     finetune_eval_every: int = arg(50, help="Validate every K fine-tuning steps.")
     finetune_patience: int = arg(5, help="Stop after this many validations without gain.")
     head_lr: float = arg(
@@ -66,6 +75,24 @@ def check_common(a: EvalArgs) -> None:
         raise EvalError(f"--init={a.init!r}: choose pretrained or random")
     if a.hug_pool not in ("attention", "mean"):
         raise EvalError(f"--hug-pool={a.hug_pool!r}: choose attention or mean")
+    if not a.finetune_encoder_lr_scale > 0:
+        raise EvalError(
+            f"--finetune-encoder-lr-scale={a.finetune_encoder_lr_scale} must be > 0 (to keep "
+            "the encoder fixed use --protocol linear or --hug-freeze-encoder)"
+        )
+    frozen = a.protocol == "linear" or (a.protocol == "hug" and a.hug_freeze_encoder)
+    if frozen and a.finetune_encoder_lr_scale != 1.0:
+        raise EvalError(
+            f"--finetune-encoder-lr-scale={a.finetune_encoder_lr_scale}: the encoder does not "
+            f"train under --protocol {a.protocol}{' --hug-freeze-encoder' * (a.protocol == 'hug')}"
+        )
+    if a.finetune_head_init not in ("random", "linear"):
+        raise EvalError(f"--finetune-head-init={a.finetune_head_init!r}: choose random or linear")
+    if a.finetune_head_init == "linear" and a.protocol != "finetune":
+        raise EvalError(
+            f"--finetune-head-init=linear starts a fine-tuned linear head from the probe: it "
+            f"needs --protocol finetune, not {a.protocol}"
+        )
     if a.workdir is None and not (a.init == "random" and a.config):
         raise EvalError("--workdir is required (or --init=random with --config=configs/X.py)")
 

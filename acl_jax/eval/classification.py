@@ -30,8 +30,10 @@ from acl_jax.eval.finetune import (
     build_hug,
     finetune,
     probabilities_fn,
+    start_head_from_probe,
 )
 from acl_jax.eval.metrics import bootstrap_ci, macro_metrics
+from acl_jax.eval.save import probe_head
 from acl_jax.train.step import make_mesh, place_model
 
 
@@ -154,14 +156,9 @@ class Evaluation:
         # result's excluded_classes) rather than fatal: a probe can still be fitted for them.
         self.train = train
         if a.protocol == "linear":
-            place_model(self.encoder, self.mesh)
-            self.view = features.inference_view(self.encoder)
-            x_train = self._features(train_split)[train.index]
-            x_val = self._features(val_split)[self.val.index]
-            self.probe, self.selection = probe.select_and_fit(
-                x_train, train.y, x_val, self.val.y, self.classes, self.single
-            )
+            self.probe, self.selection = self._fit_probe(train, train_split, val_split)
         else:
+            head_init = None  # LP-FT: the probe the head starts from (--finetune-head-init)
             if a.protocol == "hug":
                 self.classifier = build_hug(
                     self.encoder,
@@ -176,6 +173,8 @@ class Evaluation:
                 self.classifier = build_classifier(
                     self.encoder, len(self.classes), self.single, a.seed
                 )
+                if a.finetune_head_init == "linear":
+                    head_init = self._probe_start(train, train_split, val_split)
             frozen = self.classifier.freeze_encoder
             opts = FinetuneOptions(
                 steps=a.finetune_steps,
@@ -184,6 +183,7 @@ class Evaluation:
                 patience=a.finetune_patience,
                 batch_size=a.batch_size,
                 seed=a.seed,
+                encoder_lr_scale=a.finetune_encoder_lr_scale,
             )
             self.selection = finetune(
                 self.classifier,
@@ -199,10 +199,29 @@ class Evaluation:
                 opts,
                 self.mesh,
             )
+            if head_init is not None:
+                self.selection["head_init"] = head_init
         self.val_scores = self._scores(val_split, self.val.index)  # (N_val, C); --save
         self.val_metrics = _metrics(self.val.y, self.val_scores, self.classes, a)
         self.timings["select_s"] = time.perf_counter() - t0
         return self.selection
+
+    def _fit_probe(self, train: tasks.SplitLabels, train_split: str, val_split: str):
+        """The linear probe on the frozen encoder's features, fitted on train, C chosen on val;
+        -> (probe, selection)."""
+        place_model(self.encoder, self.mesh)
+        self.view = features.inference_view(self.encoder)
+        x_train = self._features(train_split)[train.index]
+        x_val = self._features(val_split)[self.val.index]
+        return probe.select_and_fit(x_train, train.y, x_val, self.val.y, self.classes, self.single)
+
+    def _probe_start(self, train: tasks.SplitLabels, train_split: str, val_split: str) -> dict:
+        """LP-FT: starts the fine-tuning head from the linear probe (`_fit_probe`); -> a record
+        of that probe's selection."""
+        fitted, selection = self._fit_probe(train, train_split, val_split)
+        thresholds = [0.5] * len(self.classes)  # unused: only the weights start the head
+        start_head_from_probe(self.classifier, probe_head(fitted, self.classes, thresholds, {}))
+        return {"from": "linear probe", **selection}
 
     def evaluate_test(self) -> dict:
         """Reads the test split (labels and signals) for the first and only time; the result."""

@@ -20,6 +20,31 @@ from flax import nnx
 from acl_jax.train.step import make_train_step, place_model, replicate, shard_batch
 
 
+def _encoder_or_head(params):
+    """The optimizer's label of each parameter: "encoder" under the model's `encoder`
+    attribute, "head" for everything else (heads, HUG pooling, segmentation heads)."""
+
+    def label(path, _):
+        return "encoder" if path and getattr(path[0], "key", None) == "encoder" else "head"
+
+    return jax.tree_util.tree_map_with_path(label, params)
+
+
+def optimizer_for(lr: float, encoder_lr_scale: float) -> optax.GradientTransformation:
+    """Global-norm clipping at 1, then AdamW (weight decay 1e-4) at `lr` for the head and at
+    lr * encoder_lr_scale for the encoder (discriminative fine-tuning; 1.0: one rate)."""
+    return optax.chain(
+        optax.clip_by_global_norm(1.0),
+        optax.multi_transform(
+            {
+                "encoder": optax.adamw(lr * encoder_lr_scale, weight_decay=1e-4),
+                "head": optax.adamw(lr, weight_decay=1e-4),
+            },
+            _encoder_or_head,
+        ),
+    )
+
+
 def train_with_early_stopping(
     model: nnx.Module,
     batches: Iterator[dict],
@@ -35,10 +60,11 @@ def train_with_early_stopping(
 ) -> dict:
     """Trains `model` in place on host `batches`; returns the selection record.
 
-    opts: steps, eval_every, patience, lr, seed. trainable: the nnx filter of updated params.
+    opts: steps, eval_every, patience, lr, encoder_lr_scale, seed. trainable: the nnx filter
+    of updated params.
     Returns {best_step, best_score, history (step -> score), steps_run, train_seconds}.
     """
-    tx = optax.chain(optax.clip_by_global_norm(1.0), optax.adamw(opts.lr, weight_decay=1e-4))
+    tx = optimizer_for(opts.lr, opts.encoder_lr_scale)
     history: dict[str, float] = {}
     best, best_step, best_state, stale = -np.inf, 0, None, 0
     t0 = time.perf_counter()

@@ -22,6 +22,7 @@ import dataclasses
 from collections.abc import Iterator
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -114,6 +115,16 @@ def build_hug(
     )
 
 
+def start_head_from_probe(classifier: Classifier, head) -> None:
+    """LP-FT: sets the classifier's linear head to the probe's `LinearHead` (acl_jax.eval.save
+    `probe_head`), folding its standardization in: logits = ((x - mean) / std) @ W + b =
+    x @ (W / std) + (b - (mean / std) @ W), on the encoder's global features x."""
+    w = np.asarray(head.weight, np.float64) / np.asarray(head.std, np.float64)[:, None]
+    b = np.asarray(head.bias, np.float64) - (head.mean / head.std) @ np.asarray(head.weight)
+    classifier.head.kernel.set_value(jnp.asarray(w, jnp.float32))
+    classifier.head.bias.set_value(jnp.asarray(b, jnp.float32))
+
+
 # Optimizer filter of a frozen-encoder protocol: the parameters under `model.head` only.
 HEAD_PARAMS = nnx.All(nnx.Param, nnx.PathContains("head"))
 
@@ -155,6 +166,7 @@ class FinetuneOptions:
     patience: int  # evaluations without improvement before stopping
     batch_size: int
     seed: int
+    encoder_lr_scale: float = 1.0  # the encoder's lr = lr x this (acl_jax.eval.early_stopping)
 
 
 def finetune(

@@ -120,6 +120,7 @@ class SegmentationEvaluation:
             patience=a.finetune_patience,
             batch_size=a.batch_size,
             seed=a.seed,
+            encoder_lr_scale=a.finetune_encoder_lr_scale,
         )
         val_windows = make_windows(val, self.window)
         self.selection = train_segmenter(
