@@ -36,6 +36,10 @@ Choices:
   steps/s aim was not reached at a size still worth pretraining.
 - Steps: 2000 (about 29 epochs of folds 1-8): 30 minutes at 1.1 steps/s. On a busy machine
   pass --config.train.steps=1200; an interrupted run resumes from its last checkpoint.
+- Speed: --config.train.steps_per_call=5 (a divisor of log_every 50 and ckpt_every 250) runs 5
+  steps per compiled call: 1.2x the samples/s of one step per call at K=4 on this CPU
+  (bench/README.md, 2026-12-01: 531 vs 441 samples/s), for a 2-3x longer first compile. It
+  stays 1 here so that the runs in the README (and the bundled model) reproduce bit for bit.
 """
 
 from acl_jax.config import (
