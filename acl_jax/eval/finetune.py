@@ -119,8 +119,10 @@ def start_head_from_probe(classifier: Classifier, head) -> None:
     """LP-FT: sets the classifier's linear head to the probe's `LinearHead` (acl_jax.eval.save
     `probe_head`), folding its standardization in: logits = ((x - mean) / std) @ W + b =
     x @ (W / std) + (b - (mean / std) @ W), on the encoder's global features x."""
-    w = np.asarray(head.weight, np.float64) / np.asarray(head.std, np.float64)[:, None]
-    b = np.asarray(head.bias, np.float64) - (head.mean / head.std) @ np.asarray(head.weight)
+    weight, bias, mean, std = (
+        np.asarray(getattr(head, k), np.float64) for k in ("weight", "bias", "mean", "std")
+    )
+    w, b = weight / std[:, None], bias - (mean / std) @ weight
     classifier.head.kernel.set_value(jnp.asarray(w, jnp.float32))
     classifier.head.bias.set_value(jnp.asarray(b, jnp.float32))
 

@@ -110,7 +110,6 @@ def hug_head(classifier, single: bool, labels: list[str], thresholds, meta) -> H
     head = classifier.head
     return HugHeadArrays(
         arrays=module_arrays(head),
-        dim=int(head.dim),
         regions=head.regions,
         pool=head.pool,
         labels=tuple(labels),

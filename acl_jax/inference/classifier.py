@@ -18,8 +18,8 @@ place of the checkpoint's encoder).
 kind "hug" (`HugHeadArrays`): CLEAR-HUG's head (acl_jax.models.hug.HugHead) pools the encoder's
 beat tokens, so it is not linear on the features and runs on the devices with the encoder:
 classifier.npz holds the HugHead's weights by state path (beat_score/kernel (D, 1), ...,
-out/kernel (R*D, C), out/bias (C,)), the JSON adds "hug": {"dim": D, "regions": the lead-group
-spec, "pool": "attention" | "mean"}; aggregate is "probabilities" (window probabilities
+out/kernel (R*D, C), out/bias (C,)), the JSON adds "hug": {"regions": the lead-group spec,
+"pool": "attention" | "mean"}; aggregate is "probabilities" (window probabilities
 averaged per record, as eval scores it) and DIR holds the trained encoder.npz too.
 """
 
@@ -92,12 +92,12 @@ class LinearHead:
 
 @dataclasses.dataclass(frozen=True)
 class HugHeadArrays:
-    """A trained HugHead: arrays {state path: array}, its beat-token width `dim`, `regions`
-    and `pool`; labels and thresholds (C,). Probabilities need the encoder: see
-    acl_jax.inference.model (`Model.predict`), which builds the module and runs it on device."""
+    """A trained HugHead: arrays {state path: array}, its lead groups `regions` and `pool`;
+    labels and thresholds (C,); `dim` (the beat-token width) is read off the arrays.
+    Probabilities need the encoder: see acl_jax.inference.model (`Model.predict`), which
+    builds the module and runs it on device."""
 
     arrays: dict[str, np.ndarray]
-    dim: int
     regions: str
     pool: str
     labels: tuple[str, ...]
@@ -110,6 +110,8 @@ class HugHeadArrays:
         c = len(self.labels)
         out = np.shape(self.arrays.get("out/kernel", ()))
         bad = [] if len(out) == 2 and out[1] == c else [f"out/kernel {out} has not {c} columns"]
+        if np.ndim(self.arrays.get("beat_score/kernel")) != 2:
+            bad.append("beat_score/kernel (D, 1) is missing")
         if len(self.thresholds) != c:
             bad.append(f"{len(self.thresholds)} thresholds for {c} labels")
         if self.activation not in ACTIVATIONS:
@@ -119,6 +121,10 @@ class HugHeadArrays:
         if bad:
             raise ModelFormatError(f"HUG classifier head is inconsistent: {'; '.join(bad)}")
 
+    @property
+    def dim(self) -> int:
+        return int(np.shape(self.arrays["beat_score/kernel"])[0])
+
 
 def write_classifier(directory: str | epath.Path, head: LinearHead | HugHeadArrays) -> None:
     """Writes DIR/classifier.npz and DIR/classifier.json (module docstring)."""
@@ -126,7 +132,7 @@ def write_classifier(directory: str | epath.Path, head: LinearHead | HugHeadArra
     d.mkdir(parents=True, exist_ok=True)
     if isinstance(head, HugHeadArrays):
         arrays = {k: np.asarray(v, np.float32) for k, v in head.arrays.items()}
-        kind = {"kind": "hug", "hug": {"dim": head.dim, "regions": head.regions, "pool": head.pool}}
+        kind = {"kind": "hug", "hug": {"regions": head.regions, "pool": head.pool}}
     else:
         arrays = {
             k: np.asarray(getattr(head, k), np.float32) for k in ("weight", "bias", "mean", "std")
@@ -171,7 +177,6 @@ def read_classifier(directory: str | epath.Path) -> LinearHead | HugHeadArrays:
             extra.pop("aggregate", None)
             return HugHeadArrays(
                 arrays=arrays,
-                dim=int(spec["dim"]),
                 regions=str(spec["regions"]),
                 pool=str(spec["pool"]),
                 labels=tuple(str(x) for x in meta["labels"]),

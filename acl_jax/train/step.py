@@ -37,10 +37,14 @@ def replicate(tree, mesh: jax.sharding.Mesh):
     )
 
 
+def _process_local(batch: dict[str, np.ndarray], mesh, spec: P) -> dict[str, jax.Array]:
+    sharding = jax.NamedSharding(mesh, spec)
+    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+
+
 def shard_batch(batch: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:
     """Per-process host batch (b, ...) -> global arrays (b * processes, ...) split over "data"."""
-    sharding = jax.NamedSharding(mesh, P(DATA_AXIS))
-    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batch.items()}
+    return _process_local(batch, mesh, P(DATA_AXIS))
 
 
 def place_model(model: nnx.Module, mesh: jax.sharding.Mesh) -> None:
@@ -113,5 +117,4 @@ def make_train_steps(mesh: jax.sharding.Mesh, seed: int) -> Callable:
 def shard_batches(batches: dict[str, np.ndarray], mesh: jax.sharding.Mesh) -> dict[str, jax.Array]:
     """Per-process host batches (n, b, ...) -> global arrays (n, b * processes, ...), each
     batch split over "data" (the input of `make_train_steps`)."""
-    sharding = jax.NamedSharding(mesh, P(None, DATA_AXIS))
-    return {k: jax.make_array_from_process_local_data(sharding, v) for k, v in batches.items()}
+    return _process_local(batches, mesh, P(None, DATA_AXIS))
