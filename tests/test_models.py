@@ -1,6 +1,7 @@
 """ECGEncoder, ResNet1d, MaskedBatchNorm and MLPHead: shapes, mask semantics, devices, modes."""
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -17,6 +18,7 @@ from acl_jax.models import (
     MaskedBatchNorm,
     MLPHead,
     ResNet1d,
+    batchnorm,
     register_backbone,
 )
 from acl_jax.models.resnet1d import max_pool_3_2
@@ -170,6 +172,79 @@ def test_batchnorm_over_8_devices_equals_one_device_on_the_global_batch():
     assert any(np.abs(s).max() > 1e-3 and np.abs(s - 1).max() > 1e-3 for s in stats1)
     for a, b in zip(stats8, stats1):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-6)
+
+
+def _bn_case(shape, feat, seed):
+    rng = np.random.default_rng(seed)
+    x = jnp.asarray(2.0 * rng.standard_normal(shape) + 0.5, jnp.float32)
+    w = jnp.asarray((rng.random(shape[0]) > 0.3).astype(np.float32))
+    c = shape[feat]
+    g, b = jnp.asarray(1 + rng.random(c), jnp.float32), jnp.asarray(rng.random(c), jnp.float32)
+    dy = jnp.asarray(rng.standard_normal(shape), jnp.float32)
+    return x, w, g, b, dy
+
+
+@pytest.mark.parametrize(
+    "shape,feat,dtype,tol",
+    [
+        ((24, 30, 5), 2, jnp.float32, 1e-5),  # channels last (nwc), some rows masked
+        ((24, 5, 30), 1, jnp.float32, 1e-5),  # channels first (ncw)
+        ((24, 30, 5), 2, jnp.bfloat16, 2e-2),  # bfloat16 compute, float32 statistics
+    ],
+)
+def test_batchnorm_hand_written_backward_equals_autodiff(shape, feat, dtype, tol):
+    x, w, g, b, dy = _bn_case(shape, feat, seed=11)
+    x, dy = x.astype(dtype), dy.astype(dtype)
+
+    def custom(x, g, b):
+        return batchnorm.batch_norm_train(x, w, g, b, feat, None, 1e-5, dtype)[0]
+
+    def autodiff(x, g, b):  # the same forward in float32, differentiated by JAX
+        return batchnorm._forward(x, w, g, b, feat, None, 1e-5, jnp.float32)[0][0]
+
+    y1, vjp1 = jax.vjp(custom, x, g, b)
+    y2, vjp2 = jax.vjp(autodiff, x.astype(jnp.float32), g, b)
+    np.testing.assert_allclose(np.asarray(y1, np.float32), y2, rtol=tol, atol=tol)
+    (dx, dg, db), refs = vjp1(dy), vjp2(dy.astype(jnp.float32))
+    # dx is rounded to the compute dtype; dg and db are float32 sums in either dtype (autodiff
+    # of the bfloat16 forward sums in bfloat16: 4-7% off the float32 reference).
+    for a, r, t in zip((dx, dg, db), refs, (tol, 1e-5, 1e-5)):
+        a, r = np.asarray(a, np.float32), np.asarray(r, np.float32)
+        assert np.abs(r).max() > 1e-3
+        np.testing.assert_allclose(a, r, rtol=t, atol=t * np.abs(r).max())
+    if dtype == jnp.float32:  # masked rows: no gradient through the statistics, dx = dy g r
+        mean, var = batchnorm._forward(x, w, g, b, feat, None, 1e-5, dtype)[0][1:3]
+        shape_c = [1] * x.ndim
+        shape_c[feat] = -1
+        scale = (g / np.sqrt(var + 1e-5)).reshape(shape_c)
+        off = np.asarray(w) == 0
+        assert off.any()
+        np.testing.assert_allclose(np.asarray(dx)[off], np.asarray(dy * scale)[off], rtol=1e-5)
+
+
+def test_batchnorm_backward_over_8_devices_equals_one_device():
+    mesh = jax.make_mesh((8,), ("data",))
+    x, w, g, b, dy = _bn_case((32, 20, 6), 2, seed=12)
+    w = w.at[4:8].set(0.0)  # one device without any present row
+
+    def loss(axis_name, x, w, g, b, dy):
+        y = batchnorm.batch_norm_train(x, w, g, b, 2, axis_name, 1e-5, jnp.float32)[0]
+        total = jnp.sum(y * dy)
+        return total if axis_name is None else jax.lax.psum(total, axis_name)
+
+    sharded = jax.shard_map(
+        functools.partial(loss, "data"),
+        mesh=mesh,
+        in_specs=(P("data"), P("data"), P(), P(), P("data")),
+        out_specs=P(),
+    )
+    rows = jax.sharding.NamedSharding(mesh, P("data"))
+    placed = [jax.device_put(a, rows) for a in (x, w)] + [g, b, jax.device_put(dy, rows)]
+    grads8 = jax.jit(jax.grad(sharded, argnums=(0, 2, 3)))(*placed)
+    grads1 = jax.grad(functools.partial(loss, None), argnums=(0, 2, 3))(x, w, g, b, dy)
+    for a, r in zip(grads8, grads1):
+        assert np.abs(np.asarray(r)).max() > 1e-3
+        np.testing.assert_allclose(a, r, rtol=1e-4, atol=1e-5)
 
 
 def test_training_step_updates_batch_statistics():

@@ -8,7 +8,8 @@ import jax.numpy as jnp
 import optax
 from flax import nnx
 
-from acl_jax.models.resnet1d import MaskedBatchNorm, compute_dtype
+from acl_jax.models.batchnorm import MaskedBatchNorm
+from acl_jax.models.resnet1d import compute_dtype
 
 
 class MLPHead(nnx.Module):

@@ -1,4 +1,4 @@
-"""1-D ResNet backbone and the masked BatchNorm used by every acl_jax model.
+"""1-D ResNet backbone (its BatchNorm is acl_jax.models.batchnorm.MaskedBatchNorm).
 
 `ResNet1d` maps (N, C, T) float32 signals to (N, widths[-1]) float32 features: a stem
 convolution (stride `stem_stride`, default 2; width `stem_kernel`, default `kernel`) + BatchNorm +
@@ -31,11 +31,11 @@ features are returned as float32 either way.
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from acl_jax.models.batchnorm import MaskedBatchNorm
 
 LAYOUTS = ("nwc", "ncw")
 DEFAULT_LAYOUT = "nwc"
@@ -66,63 +66,6 @@ def max_pool_3_2(h, axis: int):
         return jax.lax.slice_in_dim(hp, j, j + 2 * out - 1, stride=2, axis=axis)
 
     return jnp.maximum(jnp.maximum(tap(0), tap(1)), tap(2))
-
-
-class MaskedBatchNorm(nnx.BatchNorm):
-    """`nnx.BatchNorm` whose batch statistics can skip rows, exact across devices.
-
-    `mask` (N,) marks which rows (along axis 0) count in the batch statistics: absent ECG
-    leads (all-zero inputs) would otherwise drag the mean and variance towards zero and make a
-    lead's features depend on how many other leads are missing. Statistics are global sums
-    divided by a global count (`lax.psum` over `axis_name`), which is exact inside `shard_map`
-    even when devices hold different numbers of present rows; `nnx.BatchNorm`'s masked
-    `pmean` of per-device means is not. Without a mask this equals `nnx.BatchNorm`.
-    Running statistics are left unchanged when no row is present.
-    """
-
-    def __call__(self, x, use_running_average: bool | None = None, *, mask=None):
-        use_ra = self.use_running_average if use_running_average is None else use_running_average
-        if use_ra is None:
-            raise ValueError("MaskedBatchNorm needs use_running_average (use nnx.view(...))")
-        feat = self.axis % x.ndim
-        red = tuple(i for i in range(x.ndim) if i != feat)
-        if use_ra:
-            mean, var = self.mean[...], self.var[...]
-        else:
-            # Statistics in float32 even for bfloat16 compute (as flax does).
-            xf = x.astype(jnp.float32)
-            per_row = math.prod(x.shape[i] for i in red if i != 0)
-            if mask is None:
-                s1, s2 = jnp.sum(xf, red), jnp.sum(xf * xf, red)
-                n = jnp.asarray(x.shape[0] * per_row, jnp.float32)
-            else:
-                w = mask.astype(jnp.float32).reshape((-1,) + (1,) * (x.ndim - 1))
-                s1, s2 = jnp.sum(xf * w, red), jnp.sum(xf * xf * w, red)
-                n = jnp.sum(w) * per_row
-            if self.axis_name is not None:
-                s1, s2, n = jax.lax.psum((s1, s2, n), self.axis_name)
-            safe_n = jnp.maximum(n, 1.0)
-            mean = s1 / safe_n
-            var = jnp.maximum(0.0, s2 / safe_n - mean * mean)
-            keep = n > 0
-            m = self.momentum
-            new_mean = jnp.where(keep, m * self.mean[...] + (1 - m) * mean, self.mean[...])
-            new_var = jnp.where(keep, m * self.var[...] + (1 - m) * var, self.var[...])
-            self.mean[...] = jax.lax.stop_gradient(new_mean)
-            self.var[...] = jax.lax.stop_gradient(new_var)
-        # Fold normalization and affine into one scale and shift per feature.
-        mul = jax.lax.rsqrt(var.astype(jnp.float32) + self.epsilon)
-        if self.scale is not None:
-            mul = mul * self.scale[...]
-        shift = -mean * mul
-        if self.bias is not None:
-            shift = shift + self.bias[...]
-        dtype = self.dtype or x.dtype
-        shape = [1] * x.ndim
-        shape[feat] = -1
-        return x.astype(dtype) * mul.astype(dtype).reshape(shape) + shift.astype(dtype).reshape(
-            shape
-        )
 
 
 class Conv1d(nnx.Module):

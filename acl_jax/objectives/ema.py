@@ -36,7 +36,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from acl_jax.config import Config
-from acl_jax.models.resnet1d import MaskedBatchNorm
+from acl_jax.models.batchnorm import MaskedBatchNorm
 from acl_jax.objectives.collectives import global_sum
 from acl_jax.objectives.ntxent import l2_normalize
 
