@@ -7,11 +7,12 @@
 
 For one pretraining workdir, `python -m acl_jax.eval --label-fraction F --seed S` per task,
 fraction F, label-subset seed S (0..K-1) and row: the pretrained encoder under the linear probe
-and fine-tuned, and the same architecture trained from scratch (`--init random --protocol
-finetune`). The fine-tuned row's recipe is chosen on validation: each of --recipes (plain; the
-encoder at 0.1 x the head's rate; LP-FT, the head started as the linear probe) runs as a
-candidate row pretrained_finetune:RECIPE, and per (task, F, S) the candidate with the best VAL
-macro AUROC is the pretrained_finetune run (the test split plays no part in the choice).
+and fine-tuned, the same architecture trained from scratch (`--init random --protocol finetune`)
+and untrained under the linear probe (`--init random`, row random_linear). The fine-tuned row's
+recipe is chosen on validation: each of --recipes (plain; the encoder at 0.1 x the head's rate;
+LP-FT, the head started as the linear probe) runs as a candidate row pretrained_finetune:RECIPE,
+and per (task, F, S) the candidate with the best VAL macro AUROC is the pretrained_finetune run
+(the test split plays no part in the choice).
 Each eval writes OUT_runs/<task>_<F>_<row>_s<S>.json; runs already listed in OUT.json
 (and whose result file exists) are skipped, so an interrupted run resumes. Per (task, F, row):
 the mean over subset seeds of test macro AUROC with a 95% interval from a bootstrap over those
@@ -34,6 +35,8 @@ ROWS = {
     "pretrained_linear": ["--protocol", "linear"],
     "pretrained_finetune": ["--protocol", "finetune", "--finetune-lr", "1e-3"],
     "scratch": ["--protocol", "finetune", "--init", "random", "--finetune-lr", "1e-3"],
+    # The same architecture untrained under the same probe: what pretraining adds to features.
+    "random_linear": ["--protocol", "linear", "--init", "random"],
 }
 BASELINE = "scratch"
 SELECTED = "pretrained_finetune"  # its recipe is chosen on validation, per cell and seed
