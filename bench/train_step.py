@@ -180,7 +180,8 @@ class Jax:
         )
         self.host = self.next_host()
         self.fixed = self.put(self.host)
-        self.steps = make_train_steps(self.mesh, cfg.seed)
+        # As train.loop: the graphs walked once (nnx.cached_partial), not on every call.
+        self.steps = nnx.cached_partial(make_train_steps(self.mesh, cfg.seed), self.model, self.opt)
         self.feed, self.ahead = Feed(_Masked(self), self.mesh), None
         views = TwoViews(cfg, fs)
         # The keys must be split over "data" like the batch (explicit-sharding mesh).
@@ -239,7 +240,7 @@ class Jax:
             in_flight = []
             for _ in range(n // k):
                 group = self.ahead or self.feed.prepare(0, k)
-                m = self.steps(self.model, self.opt, group.batches, np.int32(self.k + 1))
+                m = self.steps(group.batches, np.int32(self.k + 1))
                 self.k += k
                 self.ahead = self.feed.prepare(0, k)
                 in_flight.append(m)
