@@ -178,7 +178,7 @@ def _train(cfg: Config, workdir: str | Path, stop: StopFlag) -> dict:
                 flush=True,
             )
         # The model and optimizer graphs are walked once here, not on every call: nnx.jit's
-        # Python traversal cost 21 ms per call for tiny, 8 ms cached (bench/README.md).
+        # Python traversal cost 14-15 ms per call, 4-5 ms cached (bench/dispatch.py).
         steps_fn = nnx.cached_partial(make_train_steps(mesh, cfg.seed), model, optimizer)
         feed = Feed(data_iter, mesh)
         calls = call_lengths(start, cfg.train.steps, cfg.train.steps_per_call)
