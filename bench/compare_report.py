@@ -101,14 +101,17 @@ def write_tables(a, rows: list[dict]) -> None:
     lines = table(rows, a.reference)
     lines[:0] = [
         f"Linear probe, {a.task}, {a.steps} pretraining steps per method, seeds 0..{a.seeds - 1}"
-        f" (data {a.data}). Test macro AUROC: mean over seeds, 95% interval from a bootstrap over"
-        " seeds and test records, the seeds' min-max (sd); the paired difference to "
-        f"{a.reference} likewise (bench/seed_bootstrap.py).",
+        f" planned, the `seeds` column counts those done (data {a.data}). Test macro AUROC:"
+        " mean over seeds, 95% interval from a bootstrap over seeds and test records, the"
+        f" seeds' min-max (sd); the paired difference to {a.reference} likewise"
+        " (bench/seed_bootstrap.py).",
         "",
     ]
     Path(a.out + ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)
-    title = f"{a.task}, {a.steps} steps per method, {a.seeds} seed(s), linear probe"
+    done = sorted({len(r["runs"]) for r in rows if r["runs"]}) or [0]
+    have = f"{done[0]}" if done[0] == done[-1] else f"{done[0]}-{done[-1]}"
+    title = f"{a.task}, {a.steps} steps per method, {have} of {a.seeds} seed(s), linear probe"
     plot(rows, Path(a.out + ".png"), title)
 
 
