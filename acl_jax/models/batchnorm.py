@@ -52,15 +52,20 @@ def _stats(x, w, feat: int, axis_name):
     return mean, s2 / safe_n - mean * mean, n
 
 
+def _scale_shift(x, m, shift, feat: int, dtype):
+    """y = x * m + shift per feature, in the compute dtype: the one pass both modes share."""
+    shape = _shape(x, feat)
+    return x.astype(dtype) * m.astype(dtype).reshape(shape) + shift.astype(dtype).reshape(shape)
+
+
 def _forward(x, w, g, b, feat, axis_name, eps, dtype):
+    """Training-mode outputs and the residuals `_bwd` needs (also `batch_norm_train`'s fwd)."""
     mean, raw_var, n = _stats(x, w, feat, axis_name)
     var = jnp.maximum(0.0, raw_var)
     r = jax.lax.rsqrt(var + eps)
     m = g * r
     shift = b - mean * m
-    y = x.astype(dtype) * m.astype(dtype).reshape(_shape(x, feat)) + shift.astype(dtype).reshape(
-        _shape(x, feat)
-    )
+    y = _scale_shift(x, m, shift, feat, dtype)
     return (y, mean, var, n), (x, w, g, mean, raw_var, r, m, n)
 
 
@@ -70,10 +75,6 @@ def batch_norm_train(x, w, g, b, feat: int, axis_name, eps: float, dtype):
     (y like x in `dtype`, batch mean (C,), batch var (C,), global count n ()), all stats float32.
     Only y carries a gradient (the statistics feed running averages under stop_gradient)."""
     return _forward(x, w, g, b, feat, axis_name, eps, dtype)[0]
-
-
-def _fwd(x, w, g, b, feat, axis_name, eps, dtype):
-    return _forward(x, w, g, b, feat, axis_name, eps, dtype)
 
 
 def _bwd(feat, axis_name, eps, dtype, res, cts):
@@ -95,7 +96,7 @@ def _bwd(feat, axis_name, eps, dtype, res, cts):
     return dx.astype(x.dtype), jnp.zeros_like(w), r * dm, sdy
 
 
-batch_norm_train.defvjp(_fwd, _bwd)
+batch_norm_train.defvjp(_forward, _bwd)
 
 
 class MaskedBatchNorm(nnx.BatchNorm):
@@ -122,11 +123,7 @@ class MaskedBatchNorm(nnx.BatchNorm):
         b = jnp.zeros_like(ones) if self.bias is None else self.bias[...]
         if use_ra:
             mul = jax.lax.rsqrt(self.var[...] + self.epsilon) * g
-            shift = b - self.mean[...] * mul
-            shape = _shape(x, feat)
-            return x.astype(dtype) * mul.astype(dtype).reshape(shape) + shift.astype(dtype).reshape(
-                shape
-            )
+            return _scale_shift(x, mul, b - self.mean[...] * mul, feat, dtype)
         w = jnp.ones((x.shape[0],), jnp.float32) if mask is None else mask
         y, mean, var, n = batch_norm_train(
             x, w.astype(jnp.float32), g, b, feat, self.axis_name, self.epsilon, dtype
