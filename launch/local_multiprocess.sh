@@ -68,30 +68,43 @@ for ((i = 0; i < nproc; i++)); do
   echo "+ ${cmd[*]} > $logs/process_$i.log  (pid $!)"
 done
 
-# A process left alone would block in a collective: the first failure stops the others.
-failed=-1 status=0 left=$nproc
-while ((left > 0 && failed < 0)); do
-  sleep 0.2
+# A process left alone would block in a collective: the first failure stops the others. The
+# peers of a killed process abort (SIGABRT) within milliseconds, so after a failure one more
+# second's deaths are collected too, and the aborts are reported last: the cause comes first.
+failures=() left=$nproc
+reap() {
+  local i p code
   for ((i = 0; i < nproc; i++)); do
     p=${pids[i]}
     if ((p > 0)) && ! alive "$p"; then
       code=0
       wait "$p" || code=$?
       pids[i]=0 left=$((left - 1)) # 0: finished and reaped
-      if ((code != 0 && failed < 0)); then failed=$i status=$code; fi
+      if ((code == 134)); then failures+=("$i:$code"); elif ((code != 0)); then failures=("$i:$code" "${failures[@]}"); fi
     fi
   done
+}
+while ((left > 0 && ${#failures[@]} == 0)); do
+  sleep 0.2
+  reap
 done
-if ((failed >= 0)); then
+if ((${#failures[@]} > 0)); then sleep 1 && reap; fi
+if ((${#failures[@]} > 0)); then
   stop_all
   for ((i = 0; i < nproc; i++)); do
     echo "--- process $i ($logs/process_$i.log)" >&2
     tail -n 30 "$logs/process_$i.log" >&2
   done
-  why="exited with status $status"
-  if ((status == 124)); then why="ran past ${limit}s"; fi
-  if ((status > 128 && status != 124)); then why="was killed by signal $((status - 128))"; fi
-  echo "local_multiprocess: FAILED: process $failed $why; the other processes were stopped" >&2
+  why="" also=""
+  for f in "${failures[@]}"; do
+    i=${f%%:*} code=${f##*:}
+    what="exited with status $code"
+    if ((code == 124)); then what="ran past ${limit}s"; fi
+    if ((code > 128 && code != 124)); then what="was killed by signal $((code - 128))"; fi
+    if [ -z "$why" ]; then why="process $i $what"; else also="${also:+$also, }process $i $what"; fi
+  done
+  if [ -n "$also" ]; then why="$why (within a second: $also)"; fi
+  echo "local_multiprocess: FAILED: $why; the other processes were stopped" >&2
   exit 1
 fi
 pids=()

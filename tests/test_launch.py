@@ -241,6 +241,9 @@ def test_local_multiprocess_stops_the_others_when_one_dies(prepared_sample, tmp_
             script.send_signal(signal.SIGTERM)
             script.communicate(timeout=60)
     assert script.returncode == 1, out + err
-    assert "FAILED: process 1 was killed by signal 9; the other processes were stopped" in err
+    # Process 0 aborts (signal 6) when its peer dies, often within the same poll: the cause,
+    # process 1, must still be the one named first.
+    assert "FAILED: process 1 was killed by signal 9" in err, err
+    assert "the other processes were stopped" in err
     assert elapsed < 45, f"{elapsed:.0f} s"
     assert not any(_alive(p) for p in trainers + leaders), "a trainer outlived the script"
