@@ -37,11 +37,13 @@ def _scores(runs: list[dict], base: dict) -> tuple[np.ndarray, list[np.ndarray]]
 
 def describe(row: dict) -> None:
     """Adds the pretrainer's parameter count and window (samples) from its first training
-    log's first line ("NAME: 0.16M parameters, ..., window 250 at 100 Hz, ...")."""
+    log's header line ("NAME: 0.16M parameters, ..., window 250 at 100 Hz, ..."), which a
+    resumed run prints after its "resumed from ..." line."""
     logs = [r["train_log"] for r in row["runs"] if r.get("train_log")]
     if "params" in row or not logs or not Path(logs[0]).exists():
         return
-    head = Path(logs[0]).read_text().split("\n", 1)[0]
+    lines = Path(logs[0]).read_text().splitlines()[:5]
+    head = next((x for x in lines if " parameters, " in x), "")
     if m := re.search(r"([\d.]+M) parameters", head):
         row["params"] = m.group(1)
     if m := re.search(r"window (\d+) at", head):

@@ -11,6 +11,7 @@ from acl_jax.eval.metrics import paired_bootstrap
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "bench"))
 import compare_methods  # noqa: E402
+import compare_report  # noqa: E402
 import seed_bootstrap as sb  # noqa: E402
 
 N, C = 300, 3
@@ -87,3 +88,14 @@ def test_row_specs_name_variants_and_ablations():
         compare_methods.parse_rows("acl_ecg:region_objective", "")
     with pytest.raises(SystemExit, match="random_init takes no KEY=VALUE overrides"):
         compare_methods.parse_rows("random_init:data.window=500", "")
+
+
+@pytest.mark.parametrize("resumed", [False, True])
+def test_report_reads_params_and_window_from_a_fresh_or_resumed_log(tmp_path, resumed):
+    log = tmp_path / "s0.train.log"
+    header = "acl_ecg: 0.16M parameters, 1 devices, 1 processes, batch 256, window 250 at 100 Hz"
+    first = "resumed from /run/checkpoints/1000\n" if resumed else ""
+    log.write_text(f"{first}{header}, steps 0->1500\nstep 50/1500  loss 11.7\n")
+    row = {"runs": [{"seed": 0, "train_log": str(log)}]}
+    compare_report.describe(row)
+    assert (row["params"], row["window"]) == ("0.16M", 250)
