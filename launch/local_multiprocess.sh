@@ -88,8 +88,8 @@ while ((left > 0 && ${#failures[@]} == 0)); do
   sleep 0.2
   reap
 done
-if ((${#failures[@]} > 0)); then sleep 1 && reap; fi
 if ((${#failures[@]} > 0)); then
+  sleep 1 && reap
   stop_all
   for ((i = 0; i < nproc; i++)); do
     echo "--- process $i ($logs/process_$i.log)" >&2
