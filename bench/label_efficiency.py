@@ -92,6 +92,27 @@ def chosen_recipe(runs: list[dict], task: str, frac: float) -> str | None:
     return max(cands, key=lambda r: r["val_macro_auroc"])["row"].split(":", 1)[1] if cands else None
 
 
+def pending(runs: list[dict], tasks: list[str], fractions: list[str], seeds: int, rows: list[str]):
+    """Yields the evals still to run, in order, as (task, fraction, row, seed); the caller
+    appends each result to `runs`, which this reads as it goes. Tasks outer (a cut-short run
+    has whole tasks), then seeds: seed 0 runs every candidate recipe, so the recipe chosen on
+    it (chosen_recipe) is known before seed 1 needs it; later seeds run that candidate only."""
+    for task in tasks:
+        for seed in range(seeds):
+            for frac in fractions:
+                recipe = chosen_recipe(runs, task, float(frac)) if seed else None
+                for row in rows:
+                    if any(
+                        (r["task"], r["fraction"], r["row"], r["seed"])
+                        == (task, float(frac), row, seed)
+                        for r in runs
+                    ):
+                        continue  # finished, or failed in this invocation (listed as failed)
+                    if seed and row.startswith(SELECTED + ":") and row != f"{SELECTED}:{recipe}":
+                        continue  # not the recipe chosen on seed 0 (or none of them finished)
+                    yield task, frac, row, seed
+
+
 def with_selected(runs: list[dict]) -> list[dict]:
     """runs plus, per (task, fraction, seed), the SELECTED row: the candidate recipe
     (SELECTED:RECIPE) with the best VALIDATION macro AUROC (ties: the first recipe listed).
@@ -255,21 +276,12 @@ def main() -> None:
     runs = [
         r for r in old.get("runs", []) if same and "error" not in r and Path(r["eval"]).exists()
     ]
-    done = {(r["task"], r["fraction"], r["row"], r["seed"]) for r in runs}
-    # Tasks outer (a cut-short run has whole tasks), then seeds: seed 0 runs every candidate
-    # recipe, so its choice is known before seed 1 needs it.
-    for task in a.tasks.split(","):
-        for seed in range(a.seeds):
-            for frac in a.fractions.split(","):
-                recipe = chosen_recipe(runs, task, float(frac)) if seed else None
-                for row in rows:
-                    if (task, float(frac), row, seed) in done:
-                        continue
-                    if seed and row.startswith(SELECTED + ":") and row != f"{SELECTED}:{recipe}":
-                        continue  # not the recipe chosen on seed 0 (or none of them finished)
-                    path = runs_dir / f"{task}_{frac}_{row.replace(':', '+')}_s{seed}.json"
-                    runs.append(run_eval(a, task, frac, row, seed, path))
-                    write(a, runs)
+    for task, frac, row, seed in pending(
+        runs, a.tasks.split(","), a.fractions.split(","), a.seeds, rows
+    ):
+        path = runs_dir / f"{task}_{frac}_{row.replace(':', '+')}_s{seed}.json"
+        runs.append(run_eval(a, task, frac, row, seed, path))
+        write(a, runs)
     write(a, runs)
 
 
