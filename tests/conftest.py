@@ -9,11 +9,13 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")
 # instead of 17 on 2 cores (session 21). XLA's own HLO passes (fusion, sharding) still run and
 # every program computes the same function; the equality tests (8 devices == 1, resumed ==
 # uninterrupted) compare runs made under the same flags. ACL_TEST_XLA_OPT=1 keeps XLA's default
-# backend optimization. Inherited by every subprocess the tests start (trainer CLIs).
-if os.environ.get("ACL_TEST_XLA_OPT", "0") != "1":
+# backend optimization. Inherited by every subprocess the tests start (trainer CLIs) and by the
+# xdist workers, whose own conftest import then finds the flag already set.
+_xla_flags = os.environ.get("XLA_FLAGS", "")
+if os.environ.get("ACL_TEST_XLA_OPT", "0") != "1" and "xla_backend_optimization" not in _xla_flags:
     os.environ["XLA_FLAGS"] = " ".join(
         [
-            os.environ.get("XLA_FLAGS", ""),
+            _xla_flags,
             "--xla_backend_optimization_level=0",
             "--xla_llvm_disable_expensive_passes=true",
         ]
