@@ -11,6 +11,7 @@ the row under the seeds they used and recomputed only when those change.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -42,8 +43,8 @@ def describe(row: dict) -> None:
     logs = [r["train_log"] for r in row["runs"] if r.get("train_log")]
     if "params" in row or not logs or not Path(logs[0]).exists():
         return
-    lines = Path(logs[0]).read_text().splitlines()[:5]
-    head = next((x for x in lines if " parameters, " in x), "")
+    with open(logs[0]) as f:  # the header is among the first lines of a long log
+        head = next((x for x in itertools.islice(f, 5) if " parameters, " in x), "")
     if m := re.search(r"([\d.]+M) parameters", head):
         row["params"] = m.group(1)
     if m := re.search(r"window (\d+) at", head):

@@ -77,9 +77,17 @@ def run_eval(a, task: str, frac: str, row: str, seed: int, path: Path) -> dict:
     }
 
 
+def _best(cands: list[dict]) -> dict:
+    """The candidate run (row SELECTED:RECIPE) with the best VALIDATION macro AUROC; ties go
+    to the recipe listed first in RECIPES."""
+    order = list(RECIPES)
+    ranked = sorted(cands, key=lambda r: order.index(r["row"].split(":", 1)[1]))
+    return max(ranked, key=lambda r: r["val_macro_auroc"])  # max keeps the first of ties
+
+
 def chosen_recipe(runs: list[dict], task: str, frac: float) -> str | None:
-    """The recipe of (task, frac): the seed-0 candidate with the best VALIDATION macro AUROC
-    (ties: the first recipe listed); None until a seed-0 candidate has finished."""
+    """The recipe of (task, frac): the best seed-0 candidate (_best); None until a seed-0
+    candidate has finished."""
     cands = [
         r
         for r in runs
@@ -87,9 +95,7 @@ def chosen_recipe(runs: list[dict], task: str, frac: float) -> str | None:
         and r["row"].startswith(SELECTED + ":")
         and "error" not in r
     ]
-    order = list(RECIPES)
-    cands.sort(key=lambda r: order.index(r["row"].split(":", 1)[1]))
-    return max(cands, key=lambda r: r["val_macro_auroc"])["row"].split(":", 1)[1] if cands else None
+    return _best(cands)["row"].split(":", 1)[1] if cands else None
 
 
 def pending(runs: list[dict], tasks: list[str], fractions: list[str], seeds: int, rows: list[str]):
@@ -97,17 +103,14 @@ def pending(runs: list[dict], tasks: list[str], fractions: list[str], seeds: int
     appends each result to `runs`, which this reads as it goes. Tasks outer (a cut-short run
     has whole tasks), then seeds: seed 0 runs every candidate recipe, so the recipe chosen on
     it (chosen_recipe) is known before seed 1 needs it; later seeds run that candidate only."""
+    done = {(r["task"], r["fraction"], r["row"], r["seed"]) for r in runs}  # from earlier calls
     for task in tasks:
         for seed in range(seeds):
             for frac in fractions:
                 recipe = chosen_recipe(runs, task, float(frac)) if seed else None
                 for row in rows:
-                    if any(
-                        (r["task"], r["fraction"], r["row"], r["seed"])
-                        == (task, float(frac), row, seed)
-                        for r in runs
-                    ):
-                        continue  # finished, or failed in this invocation (listed as failed)
+                    if (task, float(frac), row, seed) in done:
+                        continue
                     if seed and row.startswith(SELECTED + ":") and row != f"{SELECTED}:{recipe}":
                         continue  # not the recipe chosen on seed 0 (or none of them finished)
                     yield task, frac, row, seed
@@ -122,10 +125,8 @@ def with_selected(runs: list[dict]) -> list[dict]:
     for r in runs:
         if r["row"].startswith(SELECTED + ":") and "error" not in r:
             groups.setdefault((r["task"], r["fraction"], r["seed"]), []).append(r)
-    order = list(RECIPES)
     for cands in groups.values():
-        cands.sort(key=lambda r: order.index(r["row"].split(":", 1)[1]))
-        best = max(cands, key=lambda r: r["val_macro_auroc"])  # max keeps the first of ties
+        best = _best(cands)
         out.append({**best, "row": SELECTED, "recipe": best["row"].split(":", 1)[1]})
     return out
 
