@@ -9,17 +9,20 @@ For each row and seed s: `python -m acl_jax.train --config configs/<method>_ptbx
 existing finished one is reused), then `python -m acl_jax.eval --protocol linear --seed s` on it;
 `random_init` is the ACL-ECG architecture untrained (`--init random --seed s`). Seeds run in the
 outer loop, so a cut-short run holds whole comparisons at fewer seeds; (row, seed) runs already in
-the JSON from an interrupted run with the same data, task and steps are reused, not redone.
+the JSON from an interrupted run with the same data, task and steps are reused, not redone, and
+its rows that --methods does not name stay in the table as they are.
 
 Rows: `--methods` names methods, or variants METHOD:KEY=VALUE[:KEY=VALUE...] whose KEY without a
 dot is in the method's own config section (acl_ecg:region_objective=inter_alignment adds
 --config.acl_ecg.region_objective=inter_alignment); `--ablations` adds rows
 LABEL=METHOD:KEY=VALUE[:...] with full dotted keys under a label of your choice.
 
-Writes OUT.{json,md,png} (bench/compare_report.py): per row the mean over seeds of test macro
-AUROC with a 95% interval from a bootstrap over seeds AND test records, the seeds' min-max and
-sd, and the paired difference to the reference row with its interval and p-value
-(bench/seed_bootstrap.py); end-to-end samples/s and peak RSS of the training process.
+Each run's per-record test scores are kept in OUT_scores/ROW/sS.npz (bench/run_scores.py, about
+40 kB), beside the tables and committed with them: a later seed bootstraps with the earlier ones
+even when WORKROOT is gone. Writes OUT.{json,md,png} (bench/compare_report.py): per row the mean
+over seeds of test macro AUROC with a 95% interval from a bootstrap over seeds AND test records,
+the seeds' min-max and sd, and the paired difference to the reference row with its interval and
+p-value (bench/seed_bootstrap.py); end-to-end samples/s and peak RSS of the training process.
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ import sys
 import time
 from pathlib import Path
 
+import run_scores
 from compare_report import write_tables
 
 REPO = Path(__file__).resolve().parent.parent
@@ -70,6 +74,12 @@ def run(cmd: list[str], log: Path) -> tuple[int, float, float]:
         proc = subprocess.Popen(cmd, cwd=REPO, stdout=f, stderr=subprocess.STDOUT)
         _, status, usage = os.wait4(proc.pid, 0)  # per-child rusage, unlike RUSAGE_CHILDREN
     return os.waitstatus_to_exitcode(status), time.perf_counter() - t0, usage.ru_maxrss / 1024
+
+
+def _from_repo(path: Path) -> str:
+    """path relative to the repo root when it is inside it (a committed file), else absolute."""
+    path = path.resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
 
 
 def steady_samples_per_s(workdir: Path) -> float:
@@ -141,7 +151,11 @@ def train_and_eval(a, label: str, method: str, overrides: list[str], seed: int) 
     if rc != 0:
         return {**rec, "error": f"eval failed: see {log}"}
     res = json.loads(out.read_text())
-    rec["eval"] = str(out)
+    # The eval JSON stays in WORKROOT; its per-record test scores are also kept beside OUT
+    # (committed with the tables), so a later seed can be bootstrapped with this one.
+    kept = run_dir(Path(a.out + "_scores"), label) / f"s{seed}.npz"
+    run_scores.save(res, kept)
+    rec["eval"], rec["scores"] = str(out), _from_repo(kept)
     for split in ("val", "test"):
         for m in ("macro_auroc", "macro_auprc"):
             rec[f"{split}_{m}"] = res[split][m]
@@ -202,14 +216,13 @@ def main() -> None:
     if a.seeds < 1:
         raise SystemExit(f"--seeds must be >= 1, got {a.seeds}")
     plan = parse_rows(a.methods, a.ablations)
-    if a.reference not in {label for label, _, _ in plan}:
-        raise SystemExit(f"--reference {a.reference!r} is not one of the rows")
     Path(a.workroot).mkdir(parents=True, exist_ok=True)
     Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     old = previous_rows(a)
+    order = [*old, *(label for label, _, _ in plan if label not in old)]  # the JSON's row order
     rows = []
     for label, method, overrides in plan:
-        row = old.get(label, {})
+        row = old.pop(label, {})
         if row.get("objective", method) != method or row.get("overrides", []) != overrides:
             row = {}  # the label now names a different run
         rows.append(
@@ -220,13 +233,18 @@ def main() -> None:
                 "runs": row.get("runs", []),
             }
         )
+    # Rows of the JSON that --methods does not name are kept as they are (a run for some rows
+    # adds to the table, it does not shrink it).
+    table_rows = sorted(rows + list(old.values()), key=lambda r: order.index(r["method"]))
+    if a.reference not in {r["method"] for r in table_rows}:
+        raise SystemExit(f"--reference {a.reference!r} is not one of the rows")
     for seed in range(a.seeds):
         for (label, method, overrides), row in zip(plan, rows):
             if any(r["seed"] == seed for r in row["runs"]):
                 continue
             row["runs"].append(train_and_eval(a, label, method, overrides, seed))
-            write_tables(a, rows)
-    write_tables(a, rows)  # also when every run was reused: refreshes the tables and the plot
+            write_tables(a, table_rows)
+    write_tables(a, table_rows)  # also when every run was reused: refreshes the tables, the plot
 
 
 if __name__ == "__main__":

@@ -2,11 +2,14 @@
 a seed-and-record bootstrap interval and the paired difference to the reference row.
 
 Rows carry their per-seed runs ("runs": seed, train/eval timings, val/test macro AUROC/AUPRC and
-the eval JSON path); this module adds the aggregates and writes OUT.{json,md,png}. The bootstrap
-(bench/seed_bootstrap.py) reads the per-record test scores each eval JSON stores
-("test_records"), aligned to the reference's first run by record id (acl_jax.compare.aligned,
+the paths of its kept per-record test scores, "scores", and of its eval JSON); this module adds
+the aggregates and writes OUT.{json,md,png}. The bootstrap (bench/seed_bootstrap.py) reads the
+per-record test scores ("scores": bench/run_scores.py's .npz, else the eval JSON's
+"test_records"), aligned to the reference's first run by record id (acl_jax.compare.aligned,
 which refuses results of another task, other records or other labels). Bootstraps are cached in
-the row under the seeds they used and recomputed only when those change.
+the row under the seeds they used and recomputed only when those change. A row with a run whose
+scores are gone (both files lost) gets intervals over its seeds alone, marked in the table
+(seed_bootstrap.seeds_only_*), never a bootstrap over the runs that remain.
 """
 
 from __future__ import annotations
@@ -19,19 +22,36 @@ import statistics
 from pathlib import Path
 
 import numpy as np
+import run_scores
+
+REPO = Path(__file__).resolve().parent.parent
+SEEDS_ONLY_NOTE = (
+    "\u2020 interval and p over seeds only (Student t / Welch): the per-record test scores of "
+    "some of the row's (or the reference's) seeds are gone, so the test-record part of the "
+    "uncertainty is not in it."
+)
 
 
 def _ok(row: dict) -> list[dict]:
     return sorted((r for r in row["runs"] if "error" not in r), key=lambda r: r["seed"])
 
 
+def _kept(run: dict) -> Path | None:
+    """The file holding a run's per-record test scores: its .npz, else its eval JSON; None if
+    both are gone. Relative paths are from the repo root."""
+    for key in ("scores", "eval"):
+        if run.get(key) and (path := REPO / run[key]).exists():
+            return path
+    return None
+
+
 def _scores(runs: list[dict], base: dict) -> tuple[np.ndarray, list[np.ndarray]]:
-    """(labels (N, C), per-seed test scores (N, C)) aligned to the eval result `base`."""
+    """(labels (N, C), per-seed test scores (N, C)) aligned to the result `base`."""
     from acl_jax.compare import aligned  # imports JAX: only when there is something to compare
 
     out, y = [], None
     for r in runs:
-        y, _, s = aligned(base, json.loads(Path(r["eval"]).read_text()))
+        y, _, s = aligned(base, run_scores.load(_kept(r)))
         out.append(s)
     return y, out
 
@@ -73,19 +93,28 @@ def aggregate(row: dict, ref: dict | None, reference: str, num: int) -> None:
     if peaks := [r["peak_rss_mb"] for r in runs if r.get("peak_rss_mb")]:
         row["peak_rss_mb"] = max(peaks)
     ref_runs = _ok(ref) if ref else []
-    base = json.loads(Path((ref_runs or runs)[0]["eval"]).read_text())
+    kept, ref_kept = all(map(_kept, runs)), all(map(_kept, ref_runs))
+    first = next((p for p in map(_kept, [*ref_runs, *runs]) if p), None)
+    base = run_scores.load(first) if first and kept else None
     key = [row["seeds_done"], [r["seed"] for r in ref_runs], num]
     if row.get("interval", {}).get("key") != key:
-        y, scores = _scores(runs, base)
-        row["interval"] = {**sb.seed_interval(y, scores, num=num), "key": key}
+        if kept:
+            y, scores = _scores(runs, base)
+            row["interval"] = {**sb.seed_interval(y, scores, num=num), "key": key}
+        else:
+            row["interval"] = {**sb.seeds_only_interval(auroc), "key": key}
     row["test_macro_auroc_ci"] = row["interval"]["ci"]
     name = f"vs_{reference}"
     if row["method"] == reference or not ref_runs:
         row.pop(name, None)
     elif row.get(name, {}).get("key") != key:
-        y, scores = _scores(runs, base)
-        _, ref_scores = _scores(ref_runs, base)
-        row[name] = {**sb.seed_paired_difference(y, scores, ref_scores, num=num), "key": key}
+        if kept and ref_kept:
+            y, scores = _scores(runs, base)
+            _, ref_scores = _scores(ref_runs, base)
+            diff = sb.seed_paired_difference(y, scores, ref_scores, num=num)
+        else:
+            diff = sb.seeds_only_difference(auroc, [r["test_macro_auroc"] for r in ref_runs])
+        row[name] = {**diff, "key": key}
 
 
 def write_tables(a, rows: list[dict]) -> None:
@@ -110,12 +139,22 @@ def write_tables(a, rows: list[dict]) -> None:
         " (bench/seed_bootstrap.py).",
         "",
     ]
+    if any("\u2020" in x for x in lines[2:]):
+        lines += ["", SEEDS_ONLY_NOTE]
     Path(a.out + ".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines), flush=True)
     done = sorted({len(r["runs"]) for r in rows if r["runs"]}) or [0]
     have = f"{done[0]}" if done[0] == done[-1] else f"{done[0]}-{done[-1]}"
     title = f"{a.task}, {a.steps} steps per method, {have} of {a.seeds} seed(s), linear probe"
     plot(rows, Path(a.out + ".png"), title)
+
+
+def _ci(ci: list[float] | None, fmt: str) -> str:
+    return f"[{ci[0]:{fmt}}, {ci[1]:{fmt}}]" if ci else "[n/a]"
+
+
+def _mark(stat: dict) -> str:
+    return "\u2020" if stat.get("kind") == "seeds" else ""
 
 
 def table(rows: list[dict], reference: str) -> list[str]:
@@ -130,19 +169,20 @@ def table(rows: list[dict], reference: str) -> list[str]:
         if r.get("test_macro_auroc") is None:
             lines.append(f"| {r['method']} | 0 | {'; '.join(errors) or 'n/a'} |" + " |" * 9)
             continue
-        lo, hi = r["test_macro_auroc_ci"]
         sd = r.get("test_macro_auroc_sd")
         spread = "{:.3f}-{:.3f}".format(*r["test_macro_auroc_range"])
         spread += f" ({sd:.3f})" if sd is not None else ""
         d = r.get(f"vs_{reference}")
-        paired = (
-            f"{d['delta']:+.3f} [{d['ci'][0]:+.3f}, {d['ci'][1]:+.3f}], p={d['p_value']:.3f}"
-            if d
-            else ""
-        )
+        paired = ""
+        if d:
+            paired = f"{d['delta']:+.3f} {_ci(d['ci'], '+.3f')}"
+            paired += f", p={d['p_value']:.3f}" if d.get("p_value") is not None else ""
+            paired += _mark(d)
+        mean = f"{r['test_macro_auroc']:.3f} {_ci(r['test_macro_auroc_ci'], '.3f')}"
+        mean += _mark(r["interval"])
         seeds = str(len(r["seeds_done"])) + (f" ({len(errors)} failed)" if errors else "")
         lines.append(
-            f"| {r['method']} | {seeds} | {r['test_macro_auroc']:.3f} [{lo:.3f}, {hi:.3f}] | "
+            f"| {r['method']} | {seeds} | {mean} | "
             f"{spread} | {r['test_macro_auprc']:.3f} | {r['val_macro_auroc']:.3f} | {paired} | "
             f"{r.get('window', 250)} | {r.get('params', '')} | {r.get('samples_per_s', '')} | "
             f"{r.get('train_s', '')} | {r.get('peak_rss_mb', '')} |"
@@ -159,22 +199,32 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     import matplotlib.pyplot as plt
 
     done = sorted(
-        (r for r in rows if r.get("test_macro_auroc_ci")), key=lambda r: r["test_macro_auroc"]
+        (r for r in rows if r.get("test_macro_auroc") is not None),
+        key=lambda r: r["test_macro_auroc"],
     )
     if not done:
         return
     fig, ax = plt.subplots(figsize=(9, 0.34 * len(done) + 1.2))
     for y, r in enumerate(done):
-        v, (lo, hi) = r["test_macro_auroc"], r["test_macro_auroc_ci"]
+        v, ci = r["test_macro_auroc"], r["test_macro_auroc_ci"]
         grey = r["objective"] == "random_init"
-        ax.errorbar(v, y, xerr=[[v - lo], [hi - v]], fmt="none", ecolor="0.3", capsize=2)
+        if ci:  # dotted: an interval over seeds only (the table's dagger)
+            ls = ":" if r["interval"].get("kind") == "seeds" else "-"
+            bar = ax.errorbar(
+                v, y, xerr=[[v - ci[0]], [ci[1] - v]], fmt="none", ecolor="0.3", capsize=2
+            )
+            bar[2][0].set_linestyle(ls)
         ax.scatter(v, y, c="0.6" if grey else "C0", zorder=3)
         seeds = [x["test_macro_auroc"] for x in _ok(r)]
         ax.scatter(seeds, [y] * len(seeds), s=8, c="C1", zorder=4, alpha=0.8)
         if grey:
             ax.axvline(v, color="0.6", ls="--", lw=1)
     ax.set_yticks(range(len(done)), [r["method"] for r in done], fontsize=8)
-    ax.set_xlabel("test macro AUROC, mean over seeds (95% CI: seeds x records); dots: seeds")
+    ax.set_xlabel(
+        "test macro AUROC, mean over seeds (95% CI: seeds x records; dotted: seeds only); "
+        "dots: seeds",
+        fontsize=8,
+    )
     ax.set_title(title, fontsize=9)
     ax.grid(axis="x", alpha=0.3)
     fig.tight_layout()

@@ -102,3 +102,41 @@ def seed_paired_difference(
         "num_resamples": int(diffs.size),
         "seeds": [len(scores_a), len(scores_b)],
     }
+
+
+# When a row's per-record test scores are gone (a run whose eval file was lost with the machine
+# that made it, before bench/run_scores.py kept them in the repo), only its per-seed test AUROCs
+# remain. The intervals below use the seeds alone (Student t); they leave out the test-record
+# part of the uncertainty, so reports mark them ("kind": "seeds").
+
+
+def seeds_only_interval(values: list[float], *, level: float = 0.95) -> dict:
+    """Mean of per-seed test macro AUROCs with a t interval over seeds (ci None for one seed)."""
+    from scipy import stats
+
+    v = np.asarray(values, float)
+    out = {"mean": float(v.mean()), "ci": None, "kind": "seeds", "seeds": int(v.size)}
+    if v.size > 1:
+        half = stats.t.ppf((1 + level) / 2, v.size - 1) * v.std(ddof=1) / np.sqrt(v.size)
+        out["ci"] = [float(v.mean() - half), float(v.mean() + half)]
+    return out
+
+
+def seeds_only_difference(a: list[float], b: list[float], *, level: float = 0.95) -> dict:
+    """A - B in mean per-seed test macro AUROC: Welch's t interval and two-sided p-value over
+    the seeds (independent seeds of two methods); ci and p None unless both have >= 2 seeds."""
+    from scipy import stats
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    out = {"delta": float(a.mean() - b.mean()), "ci": None, "p_value": None, "kind": "seeds"}
+    out["seeds"] = [int(a.size), int(b.size)]
+    if min(a.size, b.size) > 1:
+        va, vb = a.var(ddof=1) / a.size, b.var(ddof=1) / b.size
+        se = np.sqrt(va + vb)
+        if se == 0:  # identical values within each group: no spread to test against
+            return out
+        df = (va + vb) ** 2 / (va**2 / (a.size - 1) + vb**2 / (b.size - 1))
+        half = stats.t.ppf((1 + level) / 2, df) * se
+        out["ci"] = [float(out["delta"] - half), float(out["delta"] + half)]
+        out["p_value"] = float(2 * stats.t.sf(abs(out["delta"]) / se, df))
+    return out
