@@ -6,11 +6,12 @@
 
 For each row and seed s: `python -m acl_jax.train --config configs/<method>_ptbxl.py` with
 --config.seed=s, --config.train.steps=STEPS and warmup STEPS // 10 (workdir WORKROOT/ROW/sS; an
-existing finished one is reused), then `python -m acl_jax.eval --protocol linear --seed s` on it;
-`random_init` is the ACL-ECG architecture untrained (`--init random --seed s`). Seeds run in the
-outer loop, so a cut-short run holds whole comparisons at fewer seeds; (row, seed) runs already in
-the JSON from an interrupted run with the same data, task and steps are reused, not redone, and
-its rows that --methods does not name stay in the table as they are.
+existing finished one is reused, without a training time), then `python -m acl_jax.eval
+--protocol linear --seed s` on it; `random_init` is the ACL-ECG architecture untrained (`--init
+random --seed s`). Seeds run in the outer loop, so a cut-short run holds whole comparisons at
+fewer seeds; (row, seed) runs already in the JSON from an interrupted run with the same data,
+task and steps are reused, not redone, and its rows that --methods does not name stay in the
+table as they are.
 
 Rows: `--methods` names methods, or variants METHOD:KEY=VALUE[:KEY=VALUE...] whose KEY without a
 dot is in the method's own config section (acl_ecg:region_objective=inter_alignment adds
@@ -88,6 +89,12 @@ def steady_samples_per_s(workdir: Path) -> float:
     return statistics.median(rates) if rates else float("nan")
 
 
+def _finished(workdir: Path, steps: int) -> bool:
+    """Whether workdir holds the finished checkpoint of step `steps` (Orbax renames a checkpoint
+    to its step number only once it is complete)."""
+    return (workdir / "checkpoints" / str(steps)).is_dir()
+
+
 def run_dir(root: Path, label: str) -> Path:
     """WORKROOT/ROW, the row label made safe as a folder name (':' of variants -> '_')."""
     return root / re.sub(r"[^A-Za-z0-9_.=+-]+", "_", label)
@@ -135,10 +142,15 @@ def train_and_eval(a, label: str, method: str, overrides: list[str], seed: int) 
         cmd += [f"--config.train.steps={a.steps}", f"--config.optim.warmup_steps={warmup}"]
         cmd += [f"--config.{o}" for o in overrides]
         log = where / f"s{seed}.train.log"
-        rc, secs, peak = run(cmd, log)
-        rec.update(train_rc=rc, train_s=round(secs, 1), peak_rss_mb=round(peak), train_log=str(log))
-        if rc != 0:
-            return {**rec, "error": f"training failed: see {log}"}
+        if _finished(workdir, a.steps):  # trained outside this table (or before it was lost)
+            print(f"reusing the finished {workdir} (no training time recorded)", flush=True)
+            rec.update(train_rc=0, reused=True, train_log=str(log))
+        else:
+            rc, secs, peak = run(cmd, log)
+            rec.update(train_rc=rc, train_s=round(secs, 1), peak_rss_mb=round(peak))
+            rec["train_log"] = str(log)
+            if rc != 0:
+                return {**rec, "error": f"training failed: see {log}"}
         rec["samples_per_s"] = round(steady_samples_per_s(workdir), 1)
         source = ["--workdir", str(workdir)]
     else:

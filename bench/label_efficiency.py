@@ -3,7 +3,7 @@
   python bench/label_efficiency.py --workdir RUN --data DATA [--tasks superdiagnostic,all] \
       [--fractions 0.01,0.05,0.1,1.0] [--seeds 3] [--finetune-steps 2000] \
       [--recipes plain,enc_lr_0.1,lp_ft] \
-      [--out bench/results/label_efficiency]
+      [--out bench/results/label_efficiency] [--runs /tmp/label_efficiency_runs]
 
 For one pretraining workdir, `python -m acl_jax.eval --label-fraction F --seed S` per task,
 fraction F, label-subset seed S (0..K-1) and row: the pretrained encoder under the linear probe
@@ -16,11 +16,12 @@ there is the recipe, and seeds 1..K-1 fine-tune with it alone (the test split pl
 the choice; choosing once per cell rather than per seed saves 2 x (K-1) fine-tunes per cell,
 a third of the bench's cost at K=3, and the seed interval then covers one fixed recipe).
 Tasks run one after another (each at every seed), so a cut-short run has whole tasks.
-Each eval writes OUT_runs/<task>_<F>_<row>_s<S>.json; runs already listed in OUT.json
-(and whose result file exists) are skipped, so an interrupted run resumes. Per (task, F, row):
-the mean over subset seeds of test macro AUROC with a 95% interval from a bootstrap over those
-seeds and the test records (bench/seed_bootstrap.py), and the paired difference of each
-pretrained row to the from-scratch row. Writes OUT.{json,md,png} (AUROC vs label fraction).
+Each eval writes RUNS/<task>_<F>_<row>_s<S>.json (--runs, default OUT_runs); runs already
+listed in OUT.json (and whose result file exists) are skipped, so an interrupted run resumes.
+Per (task, F, row): the mean over subset seeds of test macro AUROC with a 95% interval from a
+bootstrap over those seeds and the test records (bench/seed_bootstrap.py), and the paired
+difference of each pretrained row to the from-scratch row. Writes OUT.{json,md,png} (AUROC vs
+label fraction).
 """
 
 from __future__ import annotations
@@ -254,6 +255,12 @@ def main() -> None:
     p.add_argument("--finetune-steps", type=int, default=2000)
     p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
     p.add_argument("--out", default="bench/results/label_efficiency", help="OUT.{json,md,png}")
+    p.add_argument(
+        "--runs",
+        default=None,
+        help="folder for each eval's result JSON (about 420 kB each; default OUT_runs): put it "
+        "outside the repo when OUT is committed",
+    )
     a = p.parse_args()
     rows = [r for r in a.rows.split(",") if r]
     if unknown := sorted(set(rows) - set(ROWS)):
@@ -266,7 +273,7 @@ def main() -> None:
         x for r in rows for x in ([f"{SELECTED}:{c}" for c in recipes] if r == SELECTED else [r])
     ]
     out = Path(a.out)
-    runs_dir = Path(f"{out}_runs")
+    runs_dir = Path(a.runs or f"{out}_runs")
     runs_dir.mkdir(parents=True, exist_ok=True)
     old = json.loads(Path(f"{out}.json").read_text()) if Path(f"{out}.json").exists() else {}
     same = (old.get("workdir"), old.get("data"), old.get("finetune_steps")) == (

@@ -247,3 +247,12 @@ def test_default_is_chosen_on_val_among_acl_rows_with_every_seed():
     table["rows"][0]["runs"].pop()
     with pytest.raises(ValueError, match=r"acl_ecg \(2 of 3\)"):
         choose_default.rank(table, 3)
+
+
+def test_a_workdir_is_finished_only_with_its_final_checkpoint(tmp_path):
+    (tmp_path / "checkpoints" / "1250").mkdir(parents=True)
+    assert not compare_methods._finished(tmp_path, 1500)  # resumable: train it to the end
+    (tmp_path / "checkpoints" / "1500.orbax-checkpoint-tmp-9").mkdir()  # still being written
+    assert not compare_methods._finished(tmp_path, 1500)
+    (tmp_path / "checkpoints" / "1500").mkdir()
+    assert compare_methods._finished(tmp_path, 1500)

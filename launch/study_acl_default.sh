@@ -1,0 +1,87 @@
+#!/usr/bin/env bash
+# Issue 15's study on PTB-XL 100 Hz, development split (train folds 1-6, val 7, test 8): which
+# ACL-ECG region objective to run, how it compares with the baselines, and where pretraining pays.
+#
+#   PTBXL=/path/to/ptb-xl bash launch/study_acl_default.sh [STAGE ...]   # default: every stage
+#
+# Stages (each skips what is done: finished runs, rows and seeds already in a table; a killed
+# stage resumes from its checkpoints when rerun):
+#   seeds  bench/compare_methods.py: 9 rows x 3 seeds, 1,500 steps each, linear probe
+#          -> bench/results/compare_seeds_1500.{json,md,png} (+ _scores/, kept per-record scores)
+#   w500   the same for 5 s windows (data.window=500) of the chosen default, SimCLR and DLC
+#          (CMSC's own config already uses 5 s) -> bench/results/compare_seeds_1500_w500.*
+#   choose bench/choose_default.py: the ACL-ECG row with the best mean VAL macro AUROC over the
+#          3 seeds -> $ROOT/chosen_default.json (its config overrides)
+#   long   the chosen default pretrained for LONG_STEPS steps -> $ROOT/long_default
+#   label  bench/label_efficiency.py on that run: superdiagnostic and all, 1/5/10/100% of the
+#          train labels, linear probe / fine-tune (recipe chosen on val) / from scratch /
+#          untrained, 3 label-subset seeds -> bench/results/label_efficiency.{json,md,png}
+# Wall time on a quiet 2-core CPU: seeds 16-25 min per run; long about 1.6 h at 9,000 steps;
+# label about 6 h (fine-tunes of 2,000 steps, 4-5 min each).
+# Environment: PTBXL (the PTB-XL folder with ptbxl_database.csv and records100/), ROOT
+# (runs/study), DATA ($ROOT/data/ptbxl100_dev), LONG_STEPS (9000), TASKS (superdiagnostic,all),
+# FRACTIONS (0.01,0.05,0.1,1.0).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=${ROOT:-runs/study}
+data=${DATA:-$root/data/ptbxl100_dev}
+long_steps=${LONG_STEPS:-9000}
+py=.venv/bin/python
+run() { echo "+ $*"; "$@"; }
+rows=acl_ecg:region_objective=within_record,simclr,cmsc,dlc,random_init
+rows+=,acl_ecg:region_objective=within_record_raw,acl_ecg:region_objective=inter_alignment
+rows+=,acl_ecg:region_heads=true,acl_ecg:w_inter=0
+# The chosen default's config overrides (KEY=VALUE), joined by $1: "--config." flags or ":".
+chosen() {
+  "$py" -c 'import json, sys
+print(sys.argv[2].join(json.load(open(sys.argv[1]))["chosen"]["overrides"]))' \
+    "$root/chosen_default.json" "$1"
+}
+
+stage_prepare() {
+  [ -f "$data/manifest.json" ] && return
+  run "$py" -m acl_jax.prepare --dataset ptbxl \
+      --src "${PTBXL:?set PTBXL to the PTB-XL folder (ptbxl_database.csv, records100/)}" \
+      --out "$data" --fs 100 --splits train=1-6,val=7,test=8
+}
+stage_seeds() {
+  run "$py" bench/compare_methods.py --data "$data" --steps 1500 --seeds 3 \
+      --reference acl_ecg:region_objective=within_record --methods "$rows" \
+      --workroot "$root/cmp1500" --out bench/results/compare_seeds_1500
+}
+stage_choose() {
+  run "$py" bench/choose_default.py bench/results/compare_seeds_1500.json --seeds 3 \
+      --out "$root/chosen_default.json"
+}
+stage_w500() {
+  local keys acl
+  keys=$(chosen :)
+  acl="acl_ecg_w500=acl_ecg:data.window=500${keys:+:$keys}"
+  run "$py" bench/compare_methods.py --data "$data" --steps 1500 --seeds 3 --methods "" \
+      --ablations "$acl,simclr_w500=simclr:data.window=500,dlc_w500=dlc:data.window=500" \
+      --reference acl_ecg_w500 --workroot "$root/cmp1500_w500" \
+      --out bench/results/compare_seeds_1500_w500
+}
+stage_long() {
+  local keys flags=()
+  keys=$(chosen " --config.")
+  [ -z "$keys" ] || read -r -a flags <<<"--config.$keys"
+  run "$py" -m acl_jax.train --config configs/acl_ecg_ptbxl.py --workdir "$root/long_default" \
+      --config.data.dir="$data" --config.train.steps="$long_steps" \
+      --config.train.steps_per_call=5 "${flags[@]}"
+}
+stage_label() {
+  run "$py" bench/label_efficiency.py --workdir "$root/long_default" --data "$data" \
+      --tasks "${TASKS:-superdiagnostic,all}" --fractions "${FRACTIONS:-0.01,0.05,0.1,1.0}" \
+      --seeds 3 --runs "$root/label_efficiency_runs" --out bench/results/label_efficiency
+}
+
+stages=("$@")
+[ ${#stages[@]} -gt 0 ] || stages=(seeds choose long label w500)
+stage_prepare
+for s in "${stages[@]}"; do
+  case $s in
+    seeds | choose | w500 | long | label) "stage_$s" ;;
+    *) echo "study_acl_default: unknown stage $s (seeds, choose, w500, long, label)" >&2; exit 2 ;;
+  esac
+done
