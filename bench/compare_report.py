@@ -1,6 +1,8 @@
 """Tables and plot of bench/compare_methods.py: per row the mean over seeds, the seeds' spread,
 a seed-and-record bootstrap interval and the paired difference to the reference row.
 
+  python bench/compare_report.py OUT [--reference ROW] [--out OTHER]   # re-render from OUT.json
+
 Rows carry their per-seed runs ("runs": seed, train/eval timings, val/test macro AUROC/AUPRC and
 the paths of its kept per-record test scores, "scores", and of its eval JSON); this module adds
 the aggregates and writes OUT.{json,md,png}. The bootstrap (bench/seed_bootstrap.py) reads the
@@ -57,11 +59,12 @@ def _scores(runs: list[dict], base: dict) -> tuple[np.ndarray, list[np.ndarray]]
 
 
 def describe(row: dict) -> None:
-    """Adds the pretrainer's parameter count and window (samples) from its first training
-    log's header line ("NAME: 0.16M parameters, ..., window 250 at 100 Hz, ..."), which a
-    resumed run prints after its "resumed from ..." line."""
+    """Adds the pretrainer's parameter count and window (samples) from the header line of its
+    first training log that still exists ("NAME: 0.16M parameters, ..., window 250 at 100 Hz,
+    ..."), which a resumed run prints after its "resumed from ..." line."""
     logs = [r["train_log"] for r in row["runs"] if r.get("train_log")]
-    if "params" in row or not logs or not Path(logs[0]).exists():
+    logs = [p for p in logs if Path(p).exists()]  # logs of a lost machine are gone
+    if "params" in row or not logs:
         return
     with open(logs[0]) as f:  # the header is among the first lines of a long log
         head = next((x for x in itertools.islice(f, 5) if " parameters, " in x), "")
@@ -230,3 +233,30 @@ def plot(rows: list[dict], path: Path, title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def main() -> None:
+    """Re-renders a table from its JSON alone (no training, no eval): after the machine that ran
+    it is gone, or against another reference row (--reference ROW --out OTHER)."""
+    import argparse
+    from types import SimpleNamespace
+
+    p = argparse.ArgumentParser(description=main.__doc__.splitlines()[0])
+    p.add_argument("table", help="OUT of bench/compare_methods.py (OUT.json is read)")
+    p.add_argument("--reference", default=None, help="row the paired column compares with")
+    p.add_argument("--out", default=None, help="write OUT2.{json,md,png} (default: rewrite OUT)")
+    p.add_argument("--bootstrap", type=int, default=1000, help="bootstrap resamples")
+    a = p.parse_args()
+    d = json.loads(Path(a.table + ".json").read_text())
+    reference = a.reference or d["reference"]
+    if reference not in {r["method"] for r in d["rows"]}:
+        raise SystemExit(f"--reference {reference!r} is not one of the rows of {a.table}.json")
+    meta = {k: d[k] for k in ("task", "data", "steps", "seeds")}
+    out = a.out or a.table
+    write_tables(
+        SimpleNamespace(**meta, reference=reference, bootstrap=a.bootstrap, out=out), d["rows"]
+    )
+
+
+if __name__ == "__main__":
+    main()

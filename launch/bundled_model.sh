@@ -37,8 +37,11 @@ evaluate() {  # evaluate DATA PROTOCOL SPLITS OUT [--save DIR]
 
 prepare pretrain "train=1-8"
 prepare classifier "train=1-7,val=8"
+# The bundled model was pretrained with region_objective=within_record, ACL-ECG's default before
+# issue 15 chose inter_alignment: pinned here so that this script rebuilds the model it ships.
 run "$py" -m acl_jax.train --config configs/acl_ecg_ptbxl.py --workdir "$root/pretrain" \
-    --config.data.dir="$root/data/pretrain" --config.train.steps="$steps"
+    --config.data.dir="$root/data/pretrain" --config.train.steps="$steps" \
+    --config.acl_ecg.region_objective=within_record
 for protocol in linear finetune; do
   evaluate classifier "$protocol" train,val,val "$root/eval/ship_$protocol.json" \
       --save "$root/heads/$protocol"

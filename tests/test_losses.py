@@ -14,7 +14,8 @@ from acl_jax.config import AclEcgConfig, LossConfig
 from acl_jax.objectives.acl_ecg import acl_ecg_loss
 from acl_jax.objectives.ntxent import nt_xent, nt_xent_with_metrics
 
-CFG = AclEcgConfig(w_global=1.0, w_intra=0.7, w_inter=0.5)
+# within_record: the module docstring's first L_inter, which the NumPy reference implements.
+CFG = AclEcgConfig(w_global=1.0, w_intra=0.7, w_inter=0.5, region_objective="within_record")
 TAU = 0.2
 
 
@@ -273,6 +274,19 @@ def test_region_objective_is_validated_in_one_line():
     with pytest.raises(ValueError, match=r"acl_ecg\.region_objective='cross' is not one of") as e:
         AclEcgConfig(region_objective="cross")
     assert "\n" not in str(e.value) and "inter_alignment" in str(e.value)
-    with pytest.raises(ValueError, match=r"no effect with acl_ecg\.w_inter=0"):
-        AclEcgConfig(region_objective="inter_alignment", w_inter=0.0)
-    assert AclEcgConfig() == AclEcgConfig(region_objective="within_record", region_heads=False)
+    # The default, chosen on validation in issue 15's study (was within_record).
+    assert AclEcgConfig() == AclEcgConfig(region_objective="inter_alignment", region_heads=False)
+
+
+@pytest.mark.parametrize("variant", ["inter_alignment", "within_record", "within_record_raw"])
+def test_w_inter_0_turns_the_inter_term_off_whatever_the_variant(variant):
+    """w_inter = 0 is the ablation of L_inter under any region_objective (the default's too):
+    the loss is the variant-free global + intra loss and no inter metric is reported."""
+    g1, g2, r1, r2, mask = _inputs(11)
+    q1, q2 = r1[:, ::-1], r2[:, ::-1]  # the raw regions: any other inputs
+    off = dataclasses.replace(CFG, region_objective=variant, w_inter=0.0)
+    base = dataclasses.replace(CFG, region_objective="within_record", w_inter=0.0)
+    loss, metrics = acl_ecg_loss(g1, g2, r1, r2, mask, off, TAU, None, (q1, q2))
+    want, _ = acl_ecg_loss(g1, g2, r1, r2, mask, base, TAU, None, (q1, q2))
+    assert float(loss) == pytest.approx(float(want), rel=1e-6)
+    assert "loss_inter" not in metrics and "acc_inter" not in metrics

@@ -256,3 +256,21 @@ def test_a_workdir_is_finished_only_with_its_final_checkpoint(tmp_path):
     assert not compare_methods._finished(tmp_path, 1500)
     (tmp_path / "checkpoints" / "1500").mkdir()
     assert compare_methods._finished(tmp_path, 1500)
+
+
+def test_a_table_re_renders_from_its_json_against_another_reference(tmp_path, monkeypatch):
+    y = _labels(7)
+    rows = [
+        _row(tmp_path, "ref", y, 1.0, range(2), 0, [True, True]),
+        _row(tmp_path, "other", y, 0.7, range(2), 10, [True, True]),
+    ]
+    compare_report.write_tables(_args(tmp_path), rows)
+    argv = ["compare_report.py", str(tmp_path / "t"), "--reference", "other"]
+    monkeypatch.setattr(sys, "argv", [*argv, "--out", str(tmp_path / "v"), "--bootstrap", "100"])
+    compare_report.main()
+    got = {r["method"]: r for r in json.loads((tmp_path / "v.json").read_text())["rows"]}
+    assert got["ref"]["vs_other"]["delta"] == pytest.approx(-got["other"]["vs_ref"]["delta"])
+    assert "AUROC - other" in (tmp_path / "v.md").read_text()
+    monkeypatch.setattr(sys, "argv", [*argv[:2], "--reference", "nope"])
+    with pytest.raises(SystemExit, match="'nope' is not one of the rows"):
+        compare_report.main()

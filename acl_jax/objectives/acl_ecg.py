@@ -31,20 +31,22 @@ An anchor whose record has no other present region has only its positive: l_inte
 L = w_global L_global + w_intra L_intra + w_inter L_inter, weights from cfg.acl_ecg; a term whose
 weight is 0 is not traced (the config is static) and its metrics are absent.
 
-L_inter variants (cfg.acl_ecg.region_objective; the metrics keep the names loss_inter/acc_inter):
+L_inter variants (cfg.acl_ecg.region_objective; the metrics keep the names loss_inter/acc_inter;
+with w_inter = 0 the term is off and the variant is unused):
 
-- "within_record" (the default): L_inter above, on the region projections r_v.
+- "within_record": L_inter above, on the region projections r_v (the default until issue 15).
 - "within_record_raw": the same formula on q_v (N, R, P), the region head applied to regions
   pooled from the per-lead features BEFORE the learned lead embedding is added
   (`Features.regions_raw`); L_global and L_intra keep r_v. With the embedding, the regions of a
   record differ by a learned offset that tells them apart without looking at the signal (L_inter
   falls to ~0.06 within 300 steps); without it, only the signals can separate them. Unlike
   model.region_embed=false, L_intra's features keep the embedding.
-- "inter_alignment": a record's OTHER regions in the OTHER view are positives and every region
-  of every other record (both views, all devices) is a negative, a multi-positive InfoNCE in the
-  "L_out" form of supervised contrastive learning (acl_jax.objectives.multi_positive). This is
-  how a public reimplementation reads the paper's inter-region equation ("intra-region
-  consistency while enhancing inter-region discriminability"). For a valid anchor a = (i, r, v):
+- "inter_alignment" (the default): a record's OTHER regions in the OTHER view are positives and
+  every region of every other record (both views, all devices) is a negative, a multi-positive
+  InfoNCE in the "L_out" form of supervised contrastive learning
+  (acl_jax.objectives.multi_positive). This is how a public reimplementation reads the paper's
+  inter-region equation ("intra-region consistency while enhancing inter-region
+  discriminability"). For a valid anchor a = (i, r, v):
 
     Pos(a)     = {(i, r', v') : r' != r, m[i, r'] = 1}          (v' the other view)
     Neg(a)     = {(j, r'', w) : j != i, m[j, r''] = 1}          (any region, either view)
@@ -62,15 +64,18 @@ Region heads (cfg.acl_ecg.region_heads): r_v[:, k] = head_k(region k) with one M
 region instead of one head shared by all regions; combinable with every variant. (Note: with
 within_record, region-specific heads can also tell regions apart without the signal.)
 
-Why within-record inter-region negatives (the default; inter_alignment makes the other choice
-and keeps only cross-record negatives): L_inter is meant to keep the regions of one heart apart
-(inferior vs lateral of the same beat), not to separate the same anatomy of different patients,
-which is L_intra's job. With cross-record inter-region negatives, every (j, r') with j != i would
-be a negative of (i, r) in L_inter while (j, r) already is one in L_intra: the cross-record
-separation would be counted twice (and across regions it also asks different regions of different
-patients to be apart, which carries little anatomical signal), and the similarity matrix would grow
-from b (2R)^2 to (2 N R)^2 entries with an all-gather of every region. Within a record L_inter
-needs no communication; only its sum and count are psum'ed so that the mean is global.
+Why inter_alignment is the default, and what within_record was for. within_record was the first
+default, on the argument that L_inter should keep the regions of one heart apart (inferior vs
+lateral of the same beat) and leave separating patients to L_intra, with no communication and
+b (2R)^2 similarities instead of (2bR, 2NR). Measured, that argument did not hold: the learned
+lead embedding tells a record's regions apart without the signal (L_inter ~0.06 within 300
+steps), and dropping the term (w_inter = 0), hiding the embedding from it (within_record_raw) or
+giving each region its own head changed test AUROC by <= 0.001 at 1,500 steps. inter_alignment,
+which asks a record's regions to agree with each other across views and to differ from other
+records, had the best mean validation AUROC over 3 seeds (issue 15; README, "ACL-ECG's region
+objective and the baselines"), so it is the default; its cost is one more all-gather of the
+region embeddings and a (2bR, 2NR) similarity matrix (at N = 4096, R = 4: 32,768 candidates per
+anchor, 134 MB per device for b = 128 in float32).
 
 Sharding: as in ntxent, inside `jax.shard_map` over `axis_name`, one all_gather of (b, R, P) per
 view serves all R regions of L_intra (batched over R, no per-region loop), and every term is
