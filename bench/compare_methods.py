@@ -77,12 +77,6 @@ def run(cmd: list[str], log: Path) -> tuple[int, float, float]:
     return os.waitstatus_to_exitcode(status), time.perf_counter() - t0, usage.ru_maxrss / 1024
 
 
-def _from_repo(path: Path) -> str:
-    """path relative to the repo root when it is inside it (a committed file), else absolute."""
-    path = path.resolve()
-    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
-
-
 def steady_samples_per_s(workdir: Path) -> float:
     rows = [json.loads(x) for x in (workdir / "metrics.jsonl").read_text().splitlines()]
     rates = [r["samples_per_s"] for r in rows[len(rows) // 5 :] if r.get("samples_per_s")]
@@ -167,7 +161,7 @@ def train_and_eval(a, label: str, method: str, overrides: list[str], seed: int) 
     # (committed with the tables), so a later seed can be bootstrapped with this one.
     kept = run_dir(Path(a.out + "_scores"), label) / f"s{seed}.npz"
     run_scores.save(res, kept)
-    rec["eval"], rec["scores"] = str(out), _from_repo(kept)
+    rec["eval"], rec["scores"] = str(out), run_scores.from_repo(kept)
     for split in ("val", "test"):
         for m in ("macro_auroc", "macro_auprc"):
             rec[f"{split}_{m}"] = res[split][m]

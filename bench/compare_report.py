@@ -26,7 +26,6 @@ from pathlib import Path
 import numpy as np
 import run_scores
 
-REPO = Path(__file__).resolve().parent.parent
 SEEDS_ONLY_NOTE = (
     "\u2020 interval and p over seeds only (Student t / Welch): the per-record test scores of "
     "some of the row's (or the reference's) seeds are gone, so the test-record part of the "
@@ -38,22 +37,13 @@ def _ok(row: dict) -> list[dict]:
     return sorted((r for r in row["runs"] if "error" not in r), key=lambda r: r["seed"])
 
 
-def _kept(run: dict) -> Path | None:
-    """The file holding a run's per-record test scores: its .npz, else its eval JSON; None if
-    both are gone. Relative paths are from the repo root."""
-    for key in ("scores", "eval"):
-        if run.get(key) and (path := REPO / run[key]).exists():
-            return path
-    return None
-
-
 def _scores(runs: list[dict], base: dict) -> tuple[np.ndarray, list[np.ndarray]]:
     """(labels (N, C), per-seed test scores (N, C)) aligned to the result `base`."""
     from acl_jax.compare import aligned  # imports JAX: only when there is something to compare
 
     out, y = [], None
     for r in runs:
-        y, _, s = aligned(base, run_scores.load(_kept(r)))
+        y, _, s = aligned(base, run_scores.load(run_scores.kept(r)))
         out.append(s)
     return y, out
 
@@ -96,8 +86,8 @@ def aggregate(row: dict, ref: dict | None, reference: str, num: int) -> None:
     if peaks := [r["peak_rss_mb"] for r in runs if r.get("peak_rss_mb")]:
         row["peak_rss_mb"] = max(peaks)
     ref_runs = _ok(ref) if ref else []
-    kept, ref_kept = all(map(_kept, runs)), all(map(_kept, ref_runs))
-    first = next((p for p in map(_kept, [*ref_runs, *runs]) if p), None)
+    kept, ref_kept = all(map(run_scores.kept, runs)), all(map(run_scores.kept, ref_runs))
+    first = next((p for p in map(run_scores.kept, [*ref_runs, *runs]) if p), None)
     base = run_scores.load(first) if first and kept else None
     key = [row["seeds_done"], [r["seed"] for r in ref_runs], num]
     if row.get("interval", {}).get("key") != key:

@@ -17,7 +17,8 @@ the choice; choosing once per cell rather than per seed saves 2 x (K-1) fine-tun
 a third of the bench's cost at K=3, and the seed interval then covers one fixed recipe).
 Tasks run one after another (each at every seed), so a cut-short run has whole tasks.
 Each eval writes RUNS/<task>_<F>_<row>_s<S>.json (--runs, default OUT_runs); runs already
-listed in OUT.json (and whose result file exists) are skipped, so an interrupted run resumes.
+listed in OUT.json (whose scores are kept in OUT_scores/, or whose result file exists) are
+skipped, so an interrupted run resumes, on another machine too.
 Per (task, F, row): the mean over subset seeds of test macro AUROC with a 95% interval from a
 bootstrap over those seeds and the test records (bench/seed_bootstrap.py), and the paired
 difference of each pretrained row to the from-scratch row. Writes OUT.{json,md,png} (AUROC vs
@@ -32,6 +33,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import run_scores
 
 REPO = Path(__file__).resolve().parent.parent
 # Row -> eval flags. From scratch needs a training-from-scratch learning rate (bench/eval_table).
@@ -70,9 +73,14 @@ def run_eval(a, task: str, frac: str, row: str, seed: int, path: Path) -> dict:
     if rc != 0:
         return {**rec, "error": f"eval failed (rc {rc}): see {log}"}
     res = json.loads(path.read_text())
+    # The per-record test scores are also kept beside OUT (bench/run_scores.py): a later
+    # session bootstraps with this run even when RUNS is gone.
+    scores = Path(f"{a.out}_scores") / path.with_suffix(".npz").name
+    run_scores.save(res, scores)
     return {
         **rec,
         "eval": str(path),
+        "scores": run_scores.from_repo(scores),
         "val_macro_auroc": res["val"]["macro_auroc"],
         "test_macro_auroc": res["test"]["macro_auroc"],
     }
@@ -136,7 +144,7 @@ def _scores(ref: dict, runs: list[dict]):
     """(labels (N, C), per-seed test scores) of `runs`, aligned to the eval result `ref`."""
     from acl_jax.compare import aligned  # imports JAX: only when there is something to compare
 
-    loaded = [aligned(ref, json.loads(Path(r["eval"]).read_text())) for r in runs]
+    loaded = [aligned(ref, run_scores.load(run_scores.kept(r))) for r in runs]
     return loaded[0][0], [s for _, _, s in loaded]
 
 
@@ -151,7 +159,7 @@ def summarize(runs: list[dict], num: int) -> list[dict]:
             (r for r in ok if (r["task"], r["fraction"], r["row"]) == key), key=lambda r: r["seed"]
         )
         base = [r for r in ok if (r["task"], r["fraction"], r["row"]) == (*key[:2], BASELINE)]
-        ref = json.loads(Path((base or mine)[0]["eval"]).read_text())
+        ref = run_scores.load(run_scores.kept((base or mine)[0]))
         y, s = _scores(ref, mine)
         cell = {"task": key[0], "fraction": key[1], "row": key[2], "seeds": len(mine)}
         if key[2] == SELECTED:
@@ -281,9 +289,7 @@ def main() -> None:
         a.data,
         a.finetune_steps,
     )
-    runs = [
-        r for r in old.get("runs", []) if same and "error" not in r and Path(r["eval"]).exists()
-    ]
+    runs = [r for r in old.get("runs", []) if same and "error" not in r and run_scores.kept(r)]
     for task, frac, row, seed in pending(
         runs, a.tasks.split(","), a.fractions.split(","), a.seeds, rows
     ):

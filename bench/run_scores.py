@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+REPO = Path(__file__).resolve().parent.parent
+
 
 def save(result: dict, path: Path) -> None:
     """result: an eval result dict with "test_records" -> path (.npz), written atomically."""
@@ -48,3 +50,18 @@ def load(path: Path) -> dict:
                 "scores": z["scores"].astype(np.float64),
             },
         }
+
+
+def from_repo(path: Path) -> str:
+    """path relative to the repo root when it is inside it (a committed file), else absolute."""
+    path = Path(path).resolve()
+    return str(path.relative_to(REPO)) if path.is_relative_to(REPO) else str(path)
+
+
+def kept(run: dict) -> Path | None:
+    """The file holding a run's per-record test scores: its .npz ("scores"), else its eval JSON
+    ("eval"); None if both are gone. Relative paths are from the repo root."""
+    for key in ("scores", "eval"):
+        if run.get(key) and (path := REPO / run[key]).exists():
+            return path
+    return None

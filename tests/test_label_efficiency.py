@@ -90,3 +90,40 @@ def test_a_failed_candidate_is_not_chosen_and_no_choice_means_no_fine_tune():
     order = _drive(runs, tasks=("superdiagnostic",), seeds=2, fail=every)
     assert not [o for o in order if o[1] == "0.1" and o[2].startswith(SEL) and o[3] == 1]
     assert le.chosen_recipe(runs, "superdiagnostic", 0.1) is None
+
+
+def test_cells_are_computed_from_kept_scores_when_the_eval_files_are_gone(tmp_path):
+    """A later session on a new machine: the eval JSONs (RUNS) are gone, the kept .npz scores
+    remain, and the table, its intervals and the paired column still come out."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    import run_scores
+
+    rng = np.random.default_rng(0)
+    y = (rng.random((200, 3)) < 0.3).astype(int)
+    runs = []
+    for row, noise in (("pretrained_linear", 0.6), ("scratch", 1.5)):
+        for seed in range(2):
+            s = y + noise * rng.normal(size=y.shape)
+            result = {
+                "task": "superdiagnostic",
+                "classes": ["A", "B", "C"],
+                "test_records": {
+                    "ids": list(range(200)),
+                    "labels": y.tolist(),
+                    "scores": s.tolist(),
+                },
+            }
+            path = tmp_path / f"{row}_s{seed}.npz"
+            run_scores.save(result, path)
+            rec = _result("superdiagnostic", "0.1", row, seed)
+            runs.append({**rec, "eval": str(tmp_path / "gone.json"), "scores": str(path)})
+    a = SimpleNamespace(
+        out=str(tmp_path / "le"), workdir="W", data="D", finetune_steps=10, bootstrap=100
+    )
+    le.write(a, runs)
+    cells = {c["row"]: c for c in le.summarize(runs, 100)}
+    assert cells["pretrained_linear"]["seeds"] == 2
+    assert cells["pretrained_linear"]["vs_scratch"]["ci"][0] > 0  # far less noise than scratch
+    assert "pretrained_linear" in (tmp_path / "le.md").read_text()
