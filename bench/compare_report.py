@@ -90,7 +90,10 @@ def aggregate(row: dict, ref: dict | None, reference: str, num: int) -> None:
     first = next((p for p in map(run_scores.kept, [*ref_runs, *runs]) if p), None)
     base = run_scores.load(first) if first and kept else None
     key = [row["seeds_done"], [r["seed"] for r in ref_runs], num]
-    if row.get("interval", {}).get("key") != key:
+    # The row's own interval depends on its seeds and the resample count only (the key also
+    # names the reference's seeds, which matter to the paired column alone).
+    cached = row.get("interval", {}).get("key")
+    if not cached or (cached[0], cached[-1]) != (key[0], key[-1]):
         if kept:
             y, scores = _scores(runs, base)
             row["interval"] = {**sb.seed_interval(y, scores, num=num), "key": key}

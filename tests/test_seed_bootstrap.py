@@ -221,6 +221,14 @@ def test_a_run_for_some_rows_keeps_the_others(tmp_path, monkeypatch):
     got = json.loads((tmp_path / "t.json").read_text())["rows"]
     assert [r["method"] for r in got] == ["acl_ecg", "simclr"]
     assert got[1]["vs_acl_ecg"]["delta"] < 0 and not (tmp_path / "w" / "simclr").exists()
+    # The scores are lost (a new machine): the named row keeps its cached bootstraps, it does
+    # not fall back to seeds-only statistics.
+    for path in tmp_path.glob("*/s0.npz"):
+        path.unlink()
+    compare_methods.main()
+    again = json.loads((tmp_path / "t.json").read_text())["rows"]
+    assert again[1]["interval"] == got[1]["interval"] and "kind" not in again[1]["interval"]
+    assert again[1]["vs_acl_ecg"] == got[1]["vs_acl_ecg"]
     monkeypatch.setattr(sys, "argv", [*argv[:-6], "--reference", "nope", *argv[-6:]])
     with pytest.raises(SystemExit, match="'nope' is not one of the rows"):
         compare_methods.main()
