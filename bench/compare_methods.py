@@ -234,8 +234,13 @@ def main() -> None:
         # The row's cached aggregates (its intervals, keyed by the seeds they used) stay: an
         # interval whose seeds' scores are gone could not be recomputed.
         rows.append(
-            {**row, "method": label, "objective": method, "overrides": overrides}
-            | {"runs": row.get("runs", [])}
+            {
+                **row,
+                "method": label,
+                "objective": method,
+                "overrides": overrides,
+                "runs": row.get("runs", []),
+            }
         )
     # Rows of the JSON that --methods does not name are kept as they are (a run for some rows
     # adds to the table, it does not shrink it).

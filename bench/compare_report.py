@@ -87,16 +87,23 @@ def aggregate(row: dict, ref: dict | None, reference: str, num: int) -> None:
         row["peak_rss_mb"] = max(peaks)
     ref_runs = _ok(ref) if ref else []
     kept, ref_kept = all(map(run_scores.kept, runs)), all(map(run_scores.kept, ref_runs))
-    first = next((p for p in map(run_scores.kept, [*ref_runs, *runs]) if p), None)
-    base = run_scores.load(first) if first and kept else None
+    loaded: dict[str, tuple] = {}  # scores are read only for a bootstrap that is recomputed
+
+    def scores(which: str) -> tuple[np.ndarray, list[np.ndarray]]:
+        if not loaded:
+            first = next(p for p in map(run_scores.kept, [*ref_runs, *runs]) if p)
+            loaded["base"] = run_scores.load(first)
+        if which not in loaded:
+            loaded[which] = _scores(runs if which == "row" else ref_runs, loaded["base"])
+        return loaded[which]
+
     key = [row["seeds_done"], [r["seed"] for r in ref_runs], num]
     # The row's own interval depends on its seeds and the resample count only (the key also
     # names the reference's seeds, which matter to the paired column alone).
     cached = row.get("interval", {}).get("key")
     if not cached or (cached[0], cached[-1]) != (key[0], key[-1]):
         if kept:
-            y, scores = _scores(runs, base)
-            row["interval"] = {**sb.seed_interval(y, scores, num=num), "key": key}
+            row["interval"] = {**sb.seed_interval(*scores("row"), num=num), "key": key}
         else:
             row["interval"] = {**sb.seeds_only_interval(auroc), "key": key}
     row["test_macro_auroc_ci"] = row["interval"]["ci"]
@@ -105,9 +112,8 @@ def aggregate(row: dict, ref: dict | None, reference: str, num: int) -> None:
         row.pop(name, None)
     elif row.get(name, {}).get("key") != key:
         if kept and ref_kept:
-            y, scores = _scores(runs, base)
-            _, ref_scores = _scores(ref_runs, base)
-            diff = sb.seed_paired_difference(y, scores, ref_scores, num=num)
+            (y, mine), (_, theirs) = scores("row"), scores("ref")
+            diff = sb.seed_paired_difference(y, mine, theirs, num=num)
         else:
             diff = sb.seeds_only_difference(auroc, [r["test_macro_auroc"] for r in ref_runs])
         row[name] = {**diff, "key": key}
