@@ -12,8 +12,10 @@
 #          (CMSC's own config already uses 5 s) -> bench/results/compare_seeds_1500_w500.*
 #   choose bench/choose_default.py: the ACL-ECG row with the best mean VAL macro AUROC over the
 #          3 seeds -> $ROOT/chosen_default.json (its config overrides)
-#   long   the chosen default pretrained for LONG_STEPS steps -> $ROOT/long_default
-#   label  bench/label_efficiency.py on that run: superdiagnostic and all, 1/5/10/100% of the
+#   long   the chosen default pretrained for LONG_STEPS steps -> $ROOT/long_default; its final
+#          checkpoint (all items, 2.1 MB: it resumes), its metrics thinned and its loss plot are
+#          kept in the repo, bench/results/long_default/, so that `label` runs on a later machine
+#   label  bench/label_efficiency.py on that kept run: superdiagnostic and all, 1/5/10/100% of the
 #          train labels, linear probe / fine-tune (recipe chosen on val) / from scratch /
 #          untrained, 3 label-subset seeds -> bench/results/label_efficiency.{json,md,png}
 # Wall time on a quiet 2-core CPU: seeds 16-25 min per run; long about 1.6 h at 9,000 steps;
@@ -26,6 +28,7 @@ cd "$(dirname "$0")/.."
 root=${ROOT:-runs/study}
 data=${DATA:-$root/data/ptbxl100_dev}
 long_steps=${LONG_STEPS:-9000}
+kept=bench/results/long_default  # the long run's final checkpoint, kept in the repo
 py=.venv/bin/python
 run() { echo "+ $*"; "$@"; }
 rows=acl_ecg:region_objective=within_record,simclr,cmsc,dlc,random_init
@@ -64,14 +67,31 @@ stage_w500() {
 }
 stage_long() {
   local keys flags=()
+  if [ -d "$kept/checkpoints/$long_steps" ]; then
+    echo "long: kept in $kept (step $long_steps)"
+    return
+  fi
   keys=$(chosen " --config.")
   [ -z "$keys" ] || read -r -a flags <<<"--config.$keys"
   run "$py" -m acl_jax.train --config configs/acl_ecg_ptbxl.py --workdir "$root/long_default" \
       --config.data.dir="$data" --config.train.steps="$long_steps" \
       --config.train.steps_per_call=5 "${flags[@]}"
+  # Keep the final checkpoint (the one Orbax restores: the highest step) and the training log.
+  local last
+  last=$(find "$root/long_default/checkpoints" -mindepth 1 -maxdepth 1 -name '[0-9]*' -printf '%f\n' |
+    sort -n | tail -1)
+  rm -rf "$kept" && mkdir -p "$kept/checkpoints"
+  cp -r "$root/long_default/checkpoints/$last" "$kept/checkpoints/"
+  # The training log thinned to every 10th step and step 1 (3.4 MB -> 0.3 MB at 9,000 steps).
+  "$py" -c 'import json, sys
+for line in open(sys.argv[1]):
+    if (step := json.loads(line)["step"]) % 10 == 0 or step == 1:
+        print(line, end="")' "$root/long_default/metrics.jsonl" >"$kept/metrics.jsonl"
+  run "$py" -m acl_jax.train.curves "$kept" --out "$kept/loss.png"
 }
 stage_label() {
-  run "$py" bench/label_efficiency.py --workdir "$root/long_default" --data "$data" \
+  [ -d "$kept/checkpoints" ] || { echo "study_acl_default: run the long stage first" >&2; exit 2; }
+  run "$py" bench/label_efficiency.py --workdir "$kept" --data "$data" \
       --tasks "${TASKS:-superdiagnostic,all}" --fractions "${FRACTIONS:-0.01,0.05,0.1,1.0}" \
       --seeds 3 --runs "$root/label_efficiency_runs" --out bench/results/label_efficiency
 }
