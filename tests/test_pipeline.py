@@ -78,6 +78,22 @@ def test_epochs_reshuffle_and_cover_each_record_once(data_dir):
     assert not np.array_equal(epochs[1], epochs[2])
 
 
+def test_records_subset_draws_only_those_records_each_epoch(data_dir):
+    # Fine-tuning on a label fraction draws from its labelled records alone (acl_jax.eval).
+    subset = np.array([2, 5, 6, 11, 17, 23, 19, 8])
+    recs = np.concatenate([b["record"] for b in _take(iter(_train(data_dir, records=subset)), 6)])
+    for epoch in recs.reshape(3, len(subset)):
+        assert sorted(epoch.tolist()) == sorted(subset.tolist())
+    # The default is the stream of every record: records=arange(N) gives the same batches.
+    everything = np.arange(N_TRAIN)
+    _assert_same(
+        _take(iter(_train(data_dir)), 4), _take(iter(_train(data_dir, records=everything)), 4)
+    )
+    for bad in (np.array([], np.int64), np.array([0, N_TRAIN]), np.array([-1, 3])):
+        with pytest.raises(ValueError, match=f"positions in \\[0, {N_TRAIN}\\)"):
+            _train(data_dir, records=bad)
+
+
 @pytest.mark.parametrize("process_count", [2, 3])
 def test_process_slices_partition_the_global_stream(data_dir, process_count):
     # Unbatched view of each process's stream: process p holds global positions p, p + P, ...

@@ -73,10 +73,10 @@ def _check_process(process_index: int, process_count: int) -> None:
         raise ValueError(f"process_index {process_index} not in [0, process_count={process_count})")
 
 
-def _draw_crop(index: int, rng: np.random.Generator, *, num_records: int) -> tuple[int, float]:
+def _draw_crop(index: int, rng: np.random.Generator, *, pool: np.ndarray) -> tuple[int, float]:
     # Later epochs get indices >= len (Grain wraps them), hence the modulo. The crop position is
     # drawn as a fraction in [0, 1) because the record length is only known after reading.
-    return index % num_records, rng.random()
+    return int(pool[index % len(pool)]), rng.random()
 
 
 def _load_train_batch(items, *, source, window, max_beats) -> dict[str, np.ndarray]:
@@ -104,9 +104,15 @@ def train_dataset(
     process_count: int = 1,
     num_workers: int = 0,
     prefetch: int = 4,
+    records: np.ndarray | None = None,
 ) -> grain.IterDataset:
     """Infinite per-process batches: signal (b, 12, W) f32 mV, lead_mask (b, 12) f32,
-    rpeaks (b, K) i32, patient (b,) i32, record (b,) i32, with b = batch_size (per process)."""
+    rpeaks (b, K) i32, patient (b,) i32, record (b,) i32, with b = batch_size (per process).
+
+    records: (n,) positions in the split to draw from (default: every record, in which case
+    the stream is that of records=arange(N)). Fine-tuning on a label fraction passes its
+    labelled records, so that a step reads b records and not b / fraction.
+    """
     _check_process(process_index, process_count)
     if batch_size <= 0 or window <= 0 or max_beats <= 0:
         raise ValueError(
@@ -116,11 +122,18 @@ def train_dataset(
     source = _source(data_dir, split)
     if len(source) == 0:
         raise ValueError(f"split {split!r} in {data_dir} has no records")
+    pool = np.arange(len(source)) if records is None else np.asarray(records, np.int64)
+    if pool.ndim != 1 or not len(pool) or pool.min() < 0 or pool.max() >= len(source):
+        raise ValueError(
+            f"records: {len(pool)} positions in [{pool.min(initial=0)}, {pool.max(initial=0)}] "
+            f"for split {split!r} of {data_dir} ({len(source)} records): pass a non-empty 1-D "
+            f"array of positions in [0, {len(source)})"
+        )
     # Only record indices go through shuffle/repeat/slice: reading and decoding happen per batch.
-    ds = grain.MapDataset.range(len(source)).seed(seed)
+    ds = grain.MapDataset.range(len(pool)).seed(seed)
     ds = ds.shuffle().repeat()  # shuffle before repeat: a new permutation every epoch
     # Drawing crops before slicing keys the crop RNG on the global stream position.
-    ds = ds.random_map(functools.partial(_draw_crop, num_records=len(source)))
+    ds = ds.random_map(functools.partial(_draw_crop, pool=pool))
     ds = ds[process_index::process_count].batch(batch_size, drop_remainder=True)
     ds = ds.map(
         functools.partial(_load_train_batch, source=source, window=window, max_beats=max_beats)

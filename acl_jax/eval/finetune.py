@@ -6,10 +6,11 @@ forward pass runs per device inside `nnx.shard_map`, BatchNorm statistics are th
 global batch (`bn_axis="data"`), and the loss is psum(local sums) / psum(local counts), the
 global mean, so the gradient is that of one device holding the whole batch.
 
-Labels reach the batches through the pipeline's `record` key: rows of records outside the
-labelled set (no label, or not in the label-fraction subset) are dropped on the host and
-batches are refilled to full size, so no device computes on unlabelled rows. Batches keep every
-pipeline key, "rpeaks" included, so heartbeat-token encoders (CLEAR) train the same way.
+The train pipeline draws from the labelled records alone (no label, or not in the
+label-fraction subset: never drawn), so a step at 1% of the labels reads one batch of records,
+not a hundred, and no device computes on unlabelled rows; labels reach the batches through the
+pipeline's `record` key. Batches keep every pipeline key, "rpeaks" included, so heartbeat-token
+encoders (CLEAR) train the same way.
 
 `--protocol hug` trains CLEAR-HUG's hierarchical head (acl_jax.models.hug.HugClassifier) on
 the encoder's beat tokens with this same loop; with `freeze_encoder` the optimizer holds the
@@ -136,28 +137,13 @@ def trainable(model: nnx.Module):
     return HEAD_PARAMS if model.freeze_encoder else nnx.Param
 
 
-def labelled_batches(
-    stream: Iterator[dict], labels: np.ndarray, has_label: np.ndarray, batch_size: int
-) -> Iterator[dict]:
-    """Pipeline batches -> batches of `batch_size` labelled rows with "labels" (b, C) attached.
+def labelled_batches(stream: Iterator[dict], labels: np.ndarray) -> Iterator[dict]:
+    """Pipeline batches of labelled records -> the same with "labels" (b, C) attached.
 
-    labels: (num_records_in_split, C) float32 indexed by the `record` key; has_label: (N,) bool.
+    labels: (num_records_in_split, C) float32 indexed by the `record` key.
     """
-    pending: list[dict] = []
-    have = 0
-    while True:
-        host = next(stream)
-        keep = has_label[host["record"]]
-        if keep.any():
-            rows = {k: v[keep] for k, v in host.items()}
-            rows["labels"] = labels[rows["record"]]
-            pending.append(rows)
-            have += int(keep.sum())
-        while have >= batch_size:
-            merged = {k: np.concatenate([p[k] for p in pending]) for k in pending[0]}
-            yield {k: v[:batch_size] for k, v in merged.items()}
-            pending = [{k: v[batch_size:] for k, v in merged.items()}]
-            have -= batch_size
+    for host in stream:
+        yield {**host, "labels": labels[host["record"]]}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -194,8 +180,6 @@ def finetune(
     num_train = int(pipeline.read_manifest(data_dir)["splits"][train_split]["num_records"])
     labels = np.zeros((num_train, len(classes)), np.float32)
     labels[train_index] = train_y
-    has_label = np.zeros(num_train, bool)
-    has_label[train_index] = True
     n_proc = jax.process_count()
     bsz = features.global_batch_size(opts.batch_size)
     stream = iter(
@@ -208,9 +192,10 @@ def finetune(
             seed=opts.seed,
             process_index=jax.process_index(),
             process_count=n_proc,
+            records=train_index,  # labelled records only: a step reads one batch of records
         )
     )
-    batches = labelled_batches(stream, labels, has_label, bsz // n_proc)
+    batches = labelled_batches(stream, labels)
 
     def validate() -> float:
         probs = features.record_outputs(
