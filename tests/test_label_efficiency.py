@@ -92,33 +92,41 @@ def test_a_failed_candidate_is_not_chosen_and_no_choice_means_no_fine_tune():
     assert le.chosen_recipe(runs, "superdiagnostic", 0.1) is None
 
 
-def test_cells_are_computed_from_kept_scores_when_the_eval_files_are_gone(tmp_path):
-    """A later session on a new machine: the eval JSONs (RUNS) are gone, the kept .npz scores
-    remain, and the table, its intervals and the paired column still come out."""
-    from types import SimpleNamespace
-
+def _kept_runs(tmp_path, fracs=("0.1",)):
+    """Runs of pretrained_linear and scratch, 2 seeds per fraction, whose eval files are gone
+    and whose per-record test scores are kept (.npz); scratch is the noisier."""
     import numpy as np
     import run_scores
 
     rng = np.random.default_rng(0)
     y = (rng.random((200, 3)) < 0.3).astype(int)
     runs = []
-    for row, noise in (("pretrained_linear", 0.6), ("scratch", 1.5)):
-        for seed in range(2):
-            s = y + noise * rng.normal(size=y.shape)
-            result = {
-                "task": "superdiagnostic",
-                "classes": ["A", "B", "C"],
-                "test_records": {
-                    "ids": list(range(200)),
-                    "labels": y.tolist(),
-                    "scores": s.tolist(),
-                },
-            }
-            path = tmp_path / f"{row}_s{seed}.npz"
-            run_scores.save(result, path)
-            rec = _result("superdiagnostic", "0.1", row, seed)
-            runs.append({**rec, "eval": str(tmp_path / "gone.json"), "scores": str(path)})
+    for frac in fracs:
+        for row, noise in (("pretrained_linear", 0.6), ("scratch", 1.5)):
+            for seed in range(2):
+                s = y + noise * rng.normal(size=y.shape)
+                result = {
+                    "task": "superdiagnostic",
+                    "classes": ["A", "B", "C"],
+                    "test_records": {
+                        "ids": list(range(200)),
+                        "labels": y.tolist(),
+                        "scores": s.tolist(),
+                    },
+                }
+                path = tmp_path / f"{frac}_{row}_s{seed}.npz"
+                run_scores.save(result, path)
+                rec = _result("superdiagnostic", frac, row, seed)
+                runs.append({**rec, "eval": str(tmp_path / "gone.json"), "scores": str(path)})
+    return runs
+
+
+def test_cells_are_computed_from_kept_scores_when_the_eval_files_are_gone(tmp_path):
+    """A later session on a new machine: the eval JSONs (RUNS) are gone, the kept .npz scores
+    remain, and the table, its intervals and the paired column still come out."""
+    from types import SimpleNamespace
+
+    runs = _kept_runs(tmp_path)
     a = SimpleNamespace(
         out=str(tmp_path / "le"), workdir="W", data="D", finetune_steps=10, bootstrap=100
     )
@@ -127,3 +135,21 @@ def test_cells_are_computed_from_kept_scores_when_the_eval_files_are_gone(tmp_pa
     assert cells["pretrained_linear"]["seeds"] == 2
     assert cells["pretrained_linear"]["vs_scratch"]["ci"][0] > 0  # far less noise than scratch
     assert "pretrained_linear" in (tmp_path / "le.md").read_text()
+
+
+def test_after_an_eval_only_its_group_is_recomputed_and_the_rest_kept(tmp_path):
+    """summarize(group=(task, fraction)) recomputes that group's cells as a full summary
+    would, drops that group's stale cells and keeps every other group's cells as they were."""
+    runs = _kept_runs(tmp_path, fracs=("0.1", "1.0"))
+    full = le.summarize(runs, 100)
+    stale = [{**c, "stale": True} for c in full]  # as left by an earlier write
+    part = le.summarize(runs, 100, previous=stale, group=("superdiagnostic", 0.1))
+    assert [(c["fraction"], c["row"]) for c in part] == [(c["fraction"], c["row"]) for c in full]
+    for new, ref in zip(part, full):
+        if ref["fraction"] == 0.1:
+            assert new == ref  # recomputed
+        else:
+            assert new == {**ref, "stale": True}  # kept untouched
+    # A run of a group no earlier cell knew: its cells appear, the kept ones stay.
+    only = le.summarize(runs, 100, previous=stale[:2], group=("superdiagnostic", 1.0))
+    assert [c["fraction"] for c in only] == [0.1, 0.1, 1.0, 1.0]
