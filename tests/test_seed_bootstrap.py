@@ -42,26 +42,6 @@ def test_one_seed_is_exactly_the_records_paired_bootstrap():
     assert got["p_value"] == pytest.approx(want["p_value"])
 
 
-def test_sorted_scores_give_exactly_the_resampled_macro_auroc():
-    """The sort-once AUROC of a resample (record counts) equals the rank-sum AUROC of the
-    resampled records bit for bit, with tied scores, a class never positive in some draws, and
-    a draw with no positive at all."""
-    rng = np.random.default_rng(0)
-    y = _labels()
-    y[:, 2] = 0
-    y[:4, 2] = 1  # rare: some resamples draw none of its positives
-    s = y + rng.normal(size=y.shape)  # continuous: no ties
-    s_tied = np.round(s, 1)  # many ties, across labels too
-    for scores in (s, s_tied):
-        ranked = sb.SortedScores(y, scores)
-        assert ranked.ties == (scores is s_tied)
-        for idx in rng.integers(0, N, size=(50, N)):
-            counts = np.bincount(idx, minlength=N)
-            assert ranked.macro_auroc(counts) == sb.macro_auroc(y[idx], scores[idx])
-    only_negatives = np.bincount(np.flatnonzero(y.sum(axis=1) == 0)[:5], minlength=N)
-    assert np.isnan(ranked.macro_auroc(only_negatives))
-
-
 def test_equal_methods_give_an_interval_around_zero():
     y = _labels(1)
     a, b = _scores(y, 1.0, range(3)), _scores(y, 1.0, range(3), start=10)

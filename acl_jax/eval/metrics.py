@@ -14,13 +14,17 @@ score thresholds (equal to sklearn.metrics.average_precision_score). Both are nu
 Bootstrap: each resample draws N record indices with replacement (seeded). A class may lose all
 its positives in a resample; that resample's macro is then the mean over the classes defined in
 it (the alternative, dropping the whole resample, biases the CI towards resamples rich in rare
-classes). Resamples with no defined class at all are skipped and counted.
+classes). Resamples with no defined class at all are skipped and counted. A resample's macros
+come from the scores sorted once (acl_jax/eval/resampled.py), equal bit for bit to computing
+them on the resampled records.
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.stats import rankdata
+
+from acl_jax.eval.resampled import SortedScores
 
 
 def defined_classes(y: np.ndarray) -> np.ndarray:
@@ -93,7 +97,12 @@ def bootstrap_ci(
     y: np.ndarray, s: np.ndarray, *, num: int = 1000, seed: int = 0, level: float = 0.95
 ) -> dict:
     """Percentile CIs of macro AUROC and AUPRC over records resampled with replacement."""
-    stats = np.array([_macro(y[i], s[i]) for i in resample_indices(len(y), num, seed)])
+    ranked = SortedScores(y, s)  # each resample's macros as _macro(y[i], s[i]), bit for bit
+    stats = []
+    for i in resample_indices(len(y), num, seed):
+        counts = np.bincount(i, minlength=len(y))
+        stats.append((ranked.macro_auroc(counts), ranked.macro_auprc(counts)))
+    stats = np.array(stats)
     keep = ~np.isnan(stats[:, 0])
     lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2
     auroc_ci = np.percentile(stats[keep, 0], [lo, hi]) if keep.any() else [np.nan] * 2
@@ -118,9 +127,11 @@ def paired_bootstrap(
     (never exactly 0 from a finite number of resamples), clipped to [0, 1].
     """
     delta = _macro(y, s_a)[0] - _macro(y, s_b)[0]
+    ranked_a, ranked_b = SortedScores(y, s_a), SortedScores(y, s_b)
     diffs = []
     for i in resample_indices(len(y), num, seed):
-        a, b = _macro(y[i], s_a[i])[0], _macro(y[i], s_b[i])[0]
+        counts = np.bincount(i, minlength=len(y))
+        a, b = ranked_a.macro_auroc(counts), ranked_b.macro_auroc(counts)
         if not (np.isnan(a) or np.isnan(b)):
             diffs.append(a - b)
     diffs = np.asarray(diffs)
