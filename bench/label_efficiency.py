@@ -152,8 +152,9 @@ def summarize(runs: list[dict], num: int, previous=(), group=None) -> list[dict]
     """One cell per (task, fraction, row): mean, seed-and-record interval, paired vs scratch.
     With group=(task, fraction), only that group's cells are computed and every other cell is
     taken from `previous`: a new run changes the cells of its own group alone (its row, the
-    fine-tune row chosen from it and, for scratch, the group's paired column), and
-    bootstrapping every cell after each eval took a sixth of the CPU beside the evals."""
+    fine-tune row chosen from it and, for scratch, the group's paired column); re-bootstrapping
+    every cell after each eval had cost 25 CPU-minutes in 41 minutes beside the all task's
+    evals (before acl_jax/eval/resampled.py made each bootstrap several times cheaper)."""
     import seed_bootstrap as sb
 
     ok = [r for r in with_selected(runs) if "error" not in r]
