@@ -21,7 +21,8 @@
 # Wall time on a quiet 2-core CPU: seeds 16-25 min per run; long 75 min at 9,000 steps (512
 # samples/s); label: 35 s per linear probe, 1.5-4.5 min per fine-tune (early-stopped; 2,000
 # steps at most): 19 min for superdiagnostic at 1% with 3 seeds, 31 min at 10%; the all task
-# (71 classes) 50-55 s per linear probe, 2-6 min per fine-tune: 28 min at 1%, 40 min at 10%.
+# (71 classes) 50-55 s per linear probe, 2-6 min per fine-tune: 28 min at 1%, 40 min at 10%;
+# superdiagnostic at 100%: 5-9 min per fine-tune, 56 min (beside the test suite for part).
 # Environment: PTBXL (the PTB-XL folder with ptbxl_database.csv and records100/), ROOT
 # (runs/study), DATA ($ROOT/data/ptbxl100_dev), LONG_STEPS (9000), TASKS (superdiagnostic,all),
 # FRACTIONS (0.01,0.05,0.1,1.0).
