@@ -100,8 +100,7 @@ def bootstrap_ci(
     ranked = SortedScores(y, s)  # each resample's macros as _macro(y[i], s[i]), bit for bit
     stats = []
     for i in resample_indices(len(y), num, seed):
-        counts = np.bincount(i, minlength=len(y))
-        stats.append((ranked.macro_auroc(counts), ranked.macro_auprc(counts)))
+        stats.append(ranked.macros(np.bincount(i, minlength=len(y))))
     stats = np.array(stats)
     keep = ~np.isnan(stats[:, 0])
     lo, hi = 100 * (1 - level) / 2, 100 * (1 + level) / 2

@@ -69,7 +69,15 @@ class SortedScores:
     def macro_auroc(self, counts: np.ndarray) -> float:
         """counts (N,) draws per record -> mean AUROC over the classes with both labels drawn
         (NaN if none)."""
-        w_pos, cum_pos, cum_all, ok = self._prefix(counts)
+        return self._auroc(self._prefix(counts))
+
+    def macros(self, counts: np.ndarray) -> tuple[float, float]:
+        """counts (N,) -> (macro AUROC, macro AUPRC), the prefix sums computed once."""
+        prefix = self._prefix(counts)
+        return self._auroc(prefix), self._auprc(prefix)
+
+    def _auroc(self, prefix) -> float:
+        w_pos, cum_pos, cum_all, ok = prefix
         if not ok.any():
             return float("nan")
         cum_neg = cum_all - cum_pos
@@ -79,9 +87,9 @@ class SortedScores:
         n_pos, n_neg = cum_pos[:, -1], cum_neg[:, -1]
         return float(np.mean(u[ok] / (n_pos[ok] * n_neg[ok])))
 
-    def macro_auprc(self, counts: np.ndarray) -> float:
-        """counts (N,) -> mean average precision over the classes with both labels drawn."""
-        _, cum_pos, cum_all, ok = self._prefix(counts)
+    def _auprc(self, prefix) -> float:
+        """The mean average precision over the classes with both labels drawn."""
+        _, cum_pos, cum_all, ok = prefix
         if not ok.any():
             return float("nan")
         # Suffix sums: at a run's first position, TP and drawn records at or above its score;
