@@ -23,7 +23,8 @@
 # steps at most): 19 min for superdiagnostic at 1% with 3 seeds, 31 min at 10%; the all task
 # (71 classes) 50-55 s per linear probe, 2-6 min per fine-tune: 28 min at 1%, 40 min at 10%;
 # superdiagnostic at 100%: 5-9 min per fine-tune, 56 min (beside the test suite for part); all
-# at 100%: 1-1.3 min per linear probe, 3.5-6 min per fine-tune, 48 min.
+# at 100%: 1-1.3 min per linear probe, 3.5-6 min per fine-tune, 48 min; 5%: 25 min
+# superdiagnostic, 36 min all. w500: 30-33 min per run (5 s windows, 0.76 steps/s for ACL-ECG).
 # Environment: PTBXL (the PTB-XL folder with ptbxl_database.csv and records100/), ROOT
 # (runs/study), DATA ($ROOT/data/ptbxl100_dev), LONG_STEPS (9000), TASKS (superdiagnostic,all),
 # FRACTIONS (0.01,0.05,0.1,1.0).
